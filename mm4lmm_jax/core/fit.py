@@ -1,0 +1,120 @@
+"""Whole fits of one model, for each path: MM iterations, then the estimates at the optimum.
+
+Each ``fit_*`` function is pure, takes one model's data and returns a :class:`FitOutput`;
+:func:`jax.vmap` over the per-model arguments fits a batch of marker models in one call.
+Static arguments (``method``, stopping criteria, ``max_iter``) must be Python values.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from .gls import gls_dense, gls_diag
+from .likelihood import LOG_2PI, loglik_dense, loglik_rotated
+from .mm import (
+    HendersonSystem,
+    henderson_loglik,
+    henderson_solve,
+    profiled_sigma2,
+    step_dense,
+    step_henderson,
+    step_profiled_reml,
+    step_rotated_ml,
+)
+from .solver import SolverResult, solve_mm, solve_profiled
+
+
+class FitOutput(NamedTuple):
+    """Estimates of one model (a pytree: stack it over markers with ``vmap``).
+
+    Fields
+    ------
+    sigma2 : (K,) variance components.  beta : (p,) fixed effects (GLS at ``sigma2``).
+    var_beta : (p, p) ``(X' V^-1 X)^-1``.  loglik : full log-likelihood (with ``2 pi``).
+    n_iter : int32 MM iterations.  converged : bool stopping rule met.
+    finite : bool no NaN/inf met (e.g. a non-positive-definite ``V``).
+    """
+
+    sigma2: jnp.ndarray
+    beta: jnp.ndarray
+    var_beta: jnp.ndarray
+    loglik: jnp.ndarray
+    n_iter: jnp.ndarray
+    converged: jnp.ndarray
+    finite: jnp.ndarray
+
+
+def _finish(sigma2, beta, var_beta, loglik, res) -> FitOutput:
+    finite = (
+        res.finite
+        & jnp.all(jnp.isfinite(sigma2))
+        & jnp.all(jnp.isfinite(beta))
+        & jnp.all(jnp.isfinite(var_beta))
+        & jnp.isfinite(loglik)
+    )
+    return FitOutput(sigma2, beta, var_beta, loglik, res.n_iter, res.converged & finite, finite)
+
+
+def fit_rotated(y_rot, x_rot, d, sigma0, *, method, crit_var, crit_loglik, max_iter, logdet_k2=0.0):
+    """Two components after joint diagonalisation (see :func:`..likelihood.loglik_rotated`).
+
+    ``y_rot`` (n,), ``x_rot`` (n, p), ``d`` (n,), ``sigma0`` (2,) starting values.
+    """
+    if method == "reml":
+        res = solve_profiled(
+            lambda t: step_profiled_reml(t, y_rot, x_rot, d), sigma0, crit_var, crit_loglik, max_iter
+        )
+        sigma2, g, _, _ = profiled_sigma2(res.theta[0], y_rot, x_rot, d)
+        var_beta = g.xwx_inv * sigma2[1]
+    else:
+        res = solve_mm(
+            lambda t: step_rotated_ml(t, y_rot, x_rot, d), sigma0, crit_var, crit_loglik, max_iter
+        )
+        sigma2 = res.theta
+        g = gls_diag(y_rot, x_rot, 1.0 / (sigma2[0] * d + sigma2[1]))
+        var_beta = g.xwx_inv
+    loglik = loglik_rotated(sigma2, y_rot, x_rot, d, method, logdet_k2)
+    return _finish(sigma2, g.beta, var_beta, loglik, res)
+
+
+def fit_dense(y, x, covs, sigma0, *, method, crit_var, crit_loglik, max_iter):
+    """Any number of components with dense ``V``: ``covs`` (K, n, n), ``sigma0`` (K,)."""
+    res = solve_mm(
+        lambda t: step_dense(t, y, x, covs, method), sigma0, crit_var, crit_loglik, max_iter
+    )
+    sigma2 = res.theta
+    g = gls_dense(y, x, jnp.tensordot(sigma2, covs, axes=1))
+    loglik = loglik_dense(sigma2, y, x, covs, method)
+    return _finish(sigma2, g.beta, g.xvx_inv, loglik, res)
+
+
+def fit_henderson(hs: HendersonSystem, sigma0, *, crit_var, crit_loglik, max_iter):
+    """ReML through Henderson's mixed-model equations (``n > q + p``); ``sigma0`` (K,)."""
+    res = solve_mm(lambda t: step_henderson(t, hs), sigma0, crit_var, crit_loglik, max_iter)
+    sigma2 = res.theta
+    sol = henderson_solve(sigma2, hs)
+    p = hs.xrx.shape[0]
+    var_beta = sigma2[-1] * sol.c_inv[:p, :p]
+    loglik = henderson_loglik(sigma2, sol, hs) - 0.5 * (hs.n_obs - p) * LOG_2PI
+    return _finish(sigma2, sol.beta, 0.5 * (var_beta + var_beta.T), loglik, res)
+
+
+def fit_single(y_w, x_w, logdet_v1, *, method):
+    """One component in closed form, on whitened data ``L^-1 y``, ``L^-1 X`` (``V_1 = L L'``).
+
+    ReML: ``s = y'Py / (n - p)``; ML: ``s = r' V_1^-1 r / n``.
+    """
+    n, p = x_w.shape
+    g = gls_diag(y_w, x_w, jnp.ones_like(y_w))
+    rss = jnp.dot(g.resid, g.resid)
+    df = n - p if method == "reml" else n
+    s = rss / df
+    sigma2 = jnp.atleast_1d(s)
+    if method == "reml":
+        loglik = -0.5 * ((n - p) * LOG_2PI + n * jnp.log(s) + logdet_v1 + g.logdet_xwx - p * jnp.log(s) + df)
+    else:
+        loglik = -0.5 * (n * LOG_2PI + n * jnp.log(s) + logdet_v1 + n)
+    res = SolverResult(sigma2, jnp.int32(1), jnp.bool_(True), jnp.bool_(True))
+    return _finish(sigma2, g.beta, g.xwx_inv * s, loglik, res)

@@ -1,0 +1,19 @@
+"""Named warnings and exceptions raised at the API edge."""
+
+from __future__ import annotations
+
+
+class ConvergenceWarning(UserWarning):
+    """A model stopped at ``max_iter`` before the stopping rule was met (``converged=False``)."""
+
+
+class MissingDataWarning(UserWarning):
+    """Observations with a missing phenotype were dropped."""
+
+
+class RankDeficiencyWarning(UserWarning):
+    """Aliased columns of a marker model's design were dropped (as MM4LMM does)."""
+
+
+class NumericalError(ArithmeticError):
+    """A fit met a non-finite value (e.g. a covariance that is not positive definite)."""

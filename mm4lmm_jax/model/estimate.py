@@ -1,0 +1,298 @@
+"""``mmest``: the Python counterpart of MM4LMM's ``MMEst``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..core.likelihood import LOG_2PI
+from ..errors import ConvergenceWarning, NumericalError
+from .data import (
+    Components,
+    as_response,
+    drop_missing,
+    is_identity,
+    normalise_method,
+    validate_components,
+)
+from .design import XNAME, Design, MarkerDesigns, cofactor_frame, marker_designs, null_design
+from .paths import DensePath, FitPath, HendersonPath, RotatedPath, SinglePath
+from .results import MMEstResult
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a fit was computed from (kept on the result for later inference)."""
+
+    y: np.ndarray
+    components: Components
+    null: Design
+    markers: MarkerDesigns | None
+    keep: np.ndarray
+
+
+def _is_pd(v: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(0.5 * (v + v.T))
+        return True
+    except np.linalg.LinAlgError:
+        return False
+
+
+def _subset_rows(obj, keep: np.ndarray):
+    if obj is None or keep.all():
+        return obj
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        return obj.iloc[keep]
+    if isinstance(obj, Mapping):
+        return {k: _subset_rows(v, keep) for k, v in obj.items()}
+    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
+        return [_subset_rows(v, keep) for v in obj]
+    return np.asarray(obj)[keep]
+
+
+def choose_path(comps: Components, method: str, henderson: bool | None, n_cof: int) -> str:
+    """MM4LMM's choice of algorithm: ``single``, ``rotated``, ``henderson`` or ``dense``."""
+    k = len(comps.names)
+    if k == 1:
+        return "single"
+    covs_last = comps.covariances()[-1]
+    if k == 2:
+        return "rotated" if _is_pd(covs_last) else "dense"
+    if method == "ml":
+        if henderson:
+            warnings.warn("Henderson's trick is not available for ML; the dense path is used", stacklevel=3)
+        return "dense"
+    q = sum(v.shape[0] for v in comps.v_list[:-1])
+    use = henderson if henderson is not None else covs_last.shape[0] > q + n_cof
+    if use and not (all(_is_pd(v) for v in comps.v_list[:-1]) and _is_pd(covs_last)):
+        if henderson:
+            warnings.warn(
+                "Henderson's equations need positive-definite covariance matrices; the dense path is used",
+                stacklevel=3,
+            )
+        use = False
+    return "henderson" if use else "dense"
+
+
+def _make_path(path: str, y: np.ndarray, comps: Components, method: str) -> FitPath:
+    if path == "henderson":
+        n = y.shape[0]
+        z_list = [np.eye(n) if z is None else z for z in comps.z_list[:-1]]
+        return HendersonPath(y, z_list, comps.v_list[:-1], comps.covariances()[-1], method)
+    cls = {"single": SinglePath, "rotated": RotatedPath, "dense": DensePath}[path]
+    return cls(y, comps.covariances(), method)
+
+
+def mmest(
+    y,
+    cofactor=None,
+    x=None,
+    formula: str | None = None,
+    var_list=None,
+    z_list=None,
+    method: str = "reml",
+    henderson: bool | None = None,
+    init=None,
+    crit_var: float = 1e-3,
+    crit_loglik: float = 1e-3,
+    max_iter: int = 100,
+    verbose: bool = True,
+    chunk_size: int | None = None,
+) -> MMEstResult:
+    """Fit variance-component mixed models by ReML or ML with MM4LMM's MM algorithm.
+
+    Model: ``y = X beta + sum_k Z_k u_k``, ``u_k ~ N(0, sigma2_k R_k)``; the last component
+    is usually the error (``R = I``).
+
+    Parameters
+    ----------
+    y : (n,) array-like or Series; NaN entries drop those individuals everywhere (warning).
+    cofactor : None (intercept only), a numeric (or character) matrix, or a DataFrame used
+        with ``formula``.  An intercept is always included, as in MM4LMM.
+    x : None (one model), a numeric matrix (one model per column; a DataFrame's column
+        names name the models), a list / dict of matrices (one model per element), or a
+        matrix / DataFrame of character markers (formula term ``Xeffect``).
+    formula : right-hand side such as ``"~ Trial + Xeffect + Xeffect:Trial"``.
+    var_list : dict (keys name the components) or list of (q_k, q_k) covariance matrices.
+    z_list : None, or the (n, q_k) incidence matrices in the same order.
+    method : ``"reml"`` or ``"ml"`` (``"Reml"``/``"ML"`` accepted).
+    henderson : None (MM4LMM's automatic choice), True or False.
+    init : (K,) starting values; default ``var(y)/K``, and marker models start from the
+        null model's estimates.
+    crit_var, crit_loglik, max_iter : MM4LMM's stopping rule.
+    verbose : show a progress bar for scans of several chunks.
+    chunk_size : marker models per compiled batch (default depends on the path).
+
+    Returns
+    -------
+    MMEstResult
+        One :class:`ModelFit` per model (``"NullModel"`` when ``x`` is None).
+    """
+    method = normalise_method(method)
+    if not (crit_var > 0 and crit_loglik > 0):
+        raise ValueError(f"crit_var and crit_loglik must be > 0, got {crit_var}, {crit_loglik}")
+    if int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if formula is not None:
+        formula = formula.strip()
+        if not formula.startswith("~"):
+            formula = "~ " + formula
+    y_all, _ = as_response(y)
+    n_all = y_all.size
+    comps = validate_components(var_list, z_list, n_all)
+    keep = drop_missing(y_all)
+    y_arr = y_all[keep]
+    comps = comps.drop_rows(keep)
+    cofactor = _subset_rows(cofactor, keep)
+    x = _subset_rows(x, keep)
+    n = y_arr.size
+    k = len(comps.names)
+
+    spec = cofactor_frame(cofactor, n, formula)
+    null = null_design(spec, (XNAME,))
+    markers = marker_designs(x, spec, n) if x is not None else None
+    if n <= null.matrix.shape[1]:
+        raise ValueError(f"{n} observations for {null.matrix.shape[1]} fixed effects: nothing left to estimate")
+
+    if init is not None:
+        init = np.asarray(init, dtype=float).ravel()
+        if init.size != k or not np.all(init > 0):
+            raise ValueError(f"init must hold {k} positive values (one per component), got {init.tolist()}")
+
+    path_name = choose_path(comps, method, henderson, spec.frame.shape[1])
+    path = _make_path(path_name, y_arr, comps, method)
+    crit = dict(crit_var=crit_var, crit_loglik=crit_loglik, max_iter=int(max_iter))
+
+    sigma0 = init if init is not None else np.full(k, np.var(y_arr, ddof=1) / k)
+    empty = np.zeros((1, n, 0))
+    if markers is None or init is None:
+        null_fit = path.fit(null.matrix, empty, sigma0, **crit)
+        _check_finite(null_fit, ["NullModel"])
+    if markers is None:
+        return _result(
+            ["NullModel"], [null], null_fit, comps, method, n, path_name, Problem(y_arr, comps, null, None, keep)
+        )
+    if init is None:
+        sigma0 = null_fit.sigma2[0]
+
+    bar = _progress(len(markers), verbose)
+    try:
+        fits, designs = _fit_markers(path, markers, sigma0, crit, chunk_size, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    _check_finite(fits, markers.names)
+    return _result(markers.names, designs, fits, comps, method, n, path_name, Problem(y_arr, comps, null, markers, keep))
+
+
+def _progress(total: int, verbose: bool):
+    if not verbose or total < 1000:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, unit="model", desc="mmest")
+
+
+def _fit_markers(path: FitPath, markers: MarkerDesigns, sigma0, crit, chunk_size, bar):
+    update = bar.update if bar is not None else None
+    if markers.extra is not None:
+        fits = path.fit(markers.base.matrix, markers.extra, sigma0, chunk_size=chunk_size, progress=update, **crit)
+        base = markers.base
+        design = Design(
+            np.empty((0, 0)), [*base.names, *markers.extra_names], np.append(base.attr, markers.extra_attr), base.factors
+        )
+        return fits, [design] * len(markers)
+    designs = markers.designs
+    groups: dict[int, list[int]] = {}
+    for i, d in enumerate(designs):
+        groups.setdefault(d.matrix.shape[1], []).append(i)
+    parts: dict[int, tuple] = {}
+    n = designs[0].matrix.shape[0]
+    for idx in groups.values():
+        stack = np.stack([designs[i].matrix for i in idx])
+        out = path.fit(np.zeros((n, 0)), stack, sigma0, chunk_size=chunk_size, progress=update, **crit)
+        for j, i in enumerate(idx):
+            parts[i] = tuple(np.asarray(a)[j] for a in out)
+    return [parts[i] for i in range(len(designs))], designs
+
+
+def _check_finite(fits, names) -> None:
+    finite = np.asarray(fits.finite if hasattr(fits, "finite") else [f[6] for f in fits])
+    if not finite.all():
+        bad = [nm for nm, ok in zip(names, np.atleast_1d(finite)) if not ok]
+        if len(names) == 1 or bad == list(names):
+            raise NumericalError(
+                f"the fit of {bad[:5]} met non-finite values: check that the covariance matrices are "
+                "positive definite together and that the design has full rank"
+            )
+        warnings.warn(
+            f"{len(bad)} model(s) met non-finite values and are reported as not converged: {bad[:5]}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def _result(names, designs, fits, comps, method, n, path, problem) -> MMEstResult:
+    if isinstance(fits, list):  # per-model designs: rows of (sigma2, beta, var_beta, loglik, n_iter, conv, finite)
+        sigma2 = np.stack([f[0] for f in fits])
+        betas = [f[1] for f in fits]
+        vbs = [f[2] for f in fits]
+        loglik = np.array([f[3] for f in fits])
+        n_iter = np.array([f[4] for f in fits])
+        conv = np.array([f[5] for f in fits])
+    else:
+        sigma2, betas, vbs, loglik, n_iter, conv = (
+            np.asarray(fits.sigma2),
+            list(np.asarray(fits.beta)),
+            list(np.asarray(fits.var_beta)),
+            np.asarray(fits.loglik),
+            np.asarray(fits.n_iter),
+            np.asarray(fits.converged),
+        )
+    if len(designs) == 1 and len(names) > 1:
+        designs = designs * len(names)
+    p_max = max(len(d.names) for d in designs)
+    m = len(names)
+    beta_array = np.full((m, p_max), np.nan)
+    vb_array = np.full((m, p_max, p_max), np.nan)
+    p_each = np.array([len(d.names) for d in designs])
+    for p in np.unique(p_each):
+        rows = np.where(p_each == p)[0]
+        beta_array[rows, :p] = np.stack([betas[i] for i in rows])
+        vb_array[rows, :p, :p] = np.stack([vbs[i] for i in rows])
+    loglik_mm = loglik + (0.5 * (n - p_each) * LOG_2PI if method == "reml" else 0.0)
+    if not conv.all():
+        bad = [nm for nm, c in zip(names, conv) if not c]
+        warnings.warn(
+            f"{len(bad)} of {m} model(s) did not converge within max_iter (converged=False): {bad[:5]}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return MMEstResult(
+        names=list(names),
+        component_names=list(comps.names),
+        coef_names=[d.names for d in designs],
+        sigma2_array=sigma2,
+        beta_array=beta_array,
+        var_beta_array=vb_array,
+        loglik_array=loglik,
+        loglik_mm4lmm_array=loglik_mm,
+        n_iter_array=n_iter.astype(int),
+        converged_array=conv.astype(bool),
+        method=method,
+        n_obs=n,
+        attrs=[d.attr for d in designs],
+        factors=list(designs[0].factors),
+        path=path,
+        problem=problem,
+    )
+
+
+__all__ = ["mmest", "choose_path", "is_identity"]

@@ -10,16 +10,10 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import core as core  # noqa: E402
-from . import datasets as datasets  # noqa: E402
-from .errors import (  # noqa: E402
-    ConvergenceWarning as ConvergenceWarning,
-    MissingDataWarning as MissingDataWarning,
-    NumericalError as NumericalError,
-    RankDeficiencyWarning as RankDeficiencyWarning,
-)
-from .model.estimate import mmest as mmest  # noqa: E402
-from .model.results import MMEstResult as MMEstResult, ModelFit as ModelFit  # noqa: E402
+from . import core, datasets  # noqa: I001
+from .errors import ConvergenceWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning
+from .model.estimate import mmest
+from .model.results import MMEstResult, ModelFit
 
 __version__ = "0.1.0"
 

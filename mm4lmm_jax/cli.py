@@ -43,7 +43,9 @@ def run_example(out=sys.stdout) -> None:
     n = len(v.data)
     comps = {"Flint": v.kinship_flint, "Dent": v.kinship_dent, "Error": np.eye(n)}
     zs = {"Flint": v.z_flint, "Dent": v.z_dent, "Error": np.eye(n)}
-    fit = mmest(v.data["Trait"], cofactor=v.data[["Trial"]], formula="~ Trial", var_list=comps, z_list=zs, verbose=False)[0]
+    fit = mmest(
+        v.data["Trait"], cofactor=v.data[["Trial"]], formula="~ Trial", var_list=comps, z_list=zs, verbose=False
+    )[0]
     print("\n== VarianceComponentExample: Flint + Dent + Error, Trial as cofactor, ReML ==", file=out)
     print(f"path: Henderson's equations, {fit.n_iter} iterations, converged={fit.converged}", file=out)
     print(f"log-likelihood (ReML, lme4 convention): {fit.loglik:.6f}", file=out)

@@ -30,7 +30,9 @@ def _matrix(obj):
     if isinstance(obj, dict):
         data = np.asarray(obj["data"])
         if obj.get("rownames") and data.dtype.kind in "fiu":
-            return pd.DataFrame(data.astype(float), index=obj["rownames"], columns=obj.get("colnames") or obj["rownames"])
+            return pd.DataFrame(
+                data.astype(float), index=obj["rownames"], columns=obj.get("colnames") or obj["rownames"]
+            )
         return data
     return np.asarray(obj, dtype=float)
 

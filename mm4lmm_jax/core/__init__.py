@@ -1,0 +1,58 @@
+"""The pure, functional JAX core: no pandas, no I/O; every function works under ``jit``,
+``vmap`` and (for the closed-form likelihoods) ``grad``.
+
+* Likelihoods: :func:`loglik_dense`, :func:`loglik_rotated`, :func:`to_mm4lmm_convention`.
+* One MM update: :func:`step_dense`, :func:`step_profiled_reml`, :func:`step_rotated_ml`,
+  :func:`step_henderson`.
+* Solvers (MM4LMM's SQUAREM scheme in a bounded ``while_loop``): :func:`solve_mm`,
+  :func:`solve_profiled`.
+* Whole fits of one model (vmap them over markers): :func:`fit_rotated`, :func:`fit_dense`,
+  :func:`fit_henderson`, :func:`fit_single`.
+* Shared set-up: :func:`joint_diagonalise`, :func:`henderson_shared`, :func:`henderson_system`.
+
+Example (gradient of the ReML log-likelihood in the variance components)::
+
+    import jax, jax.numpy as jnp
+    from mm4lmm_jax.core import loglik_dense
+    g = jax.grad(loglik_dense)(jnp.array([0.5, 1.0]), y, X, jnp.stack([K, jnp.eye(n)]), "reml")
+
+Never differentiate through the MM loop (``while_loop`` has no reverse mode): take
+derivatives of the likelihood at the fitted ``sigma2`` instead.
+"""
+
+from .fit import FitOutput, fit_dense, fit_henderson, fit_rotated, fit_single
+from .likelihood import loglik_dense, loglik_rotated, to_mm4lmm_convention
+from .mm import (
+    HendersonSystem,
+    profiled_reml_loglik,
+    step_dense,
+    step_henderson,
+    step_profiled_reml,
+    step_rotated_ml,
+)
+from .solver import SolverResult, solve_mm, solve_profiled
+from .transforms import Rotation, henderson_shared, henderson_system, joint_diagonalise
+
+__all__ = [
+    "FitOutput",
+    "HendersonSystem",
+    "Rotation",
+    "SolverResult",
+    "fit_dense",
+    "fit_henderson",
+    "fit_rotated",
+    "fit_single",
+    "henderson_shared",
+    "henderson_system",
+    "joint_diagonalise",
+    "loglik_dense",
+    "loglik_rotated",
+    "profiled_reml_loglik",
+    "solve_mm",
+    "solve_profiled",
+    "step_dense",
+    "step_henderson",
+    "step_profiled_reml",
+    "step_rotated_ml",
+    "to_mm4lmm_convention",
+]

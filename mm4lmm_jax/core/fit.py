@@ -63,15 +63,11 @@ def fit_rotated(y_rot, x_rot, d, sigma0, *, method, crit_var, crit_loglik, max_i
     ``y_rot`` (n,), ``x_rot`` (n, p), ``d`` (n,), ``sigma0`` (2,) starting values.
     """
     if method == "reml":
-        res = solve_profiled(
-            lambda t: step_profiled_reml(t, y_rot, x_rot, d), sigma0, crit_var, crit_loglik, max_iter
-        )
+        res = solve_profiled(lambda t: step_profiled_reml(t, y_rot, x_rot, d), sigma0, crit_var, crit_loglik, max_iter)
         sigma2, g, _, _ = profiled_sigma2(res.theta[0], y_rot, x_rot, d)
         var_beta = g.xwx_inv * sigma2[1]
     else:
-        res = solve_mm(
-            lambda t: step_rotated_ml(t, y_rot, x_rot, d), sigma0, crit_var, crit_loglik, max_iter
-        )
+        res = solve_mm(lambda t: step_rotated_ml(t, y_rot, x_rot, d), sigma0, crit_var, crit_loglik, max_iter)
         sigma2 = res.theta
         g = gls_diag(y_rot, x_rot, 1.0 / (sigma2[0] * d + sigma2[1]))
         var_beta = g.xwx_inv
@@ -81,9 +77,7 @@ def fit_rotated(y_rot, x_rot, d, sigma0, *, method, crit_var, crit_loglik, max_i
 
 def fit_dense(y, x, covs, sigma0, *, method, crit_var, crit_loglik, max_iter):
     """Any number of components with dense ``V``: ``covs`` (K, n, n), ``sigma0`` (K,)."""
-    res = solve_mm(
-        lambda t: step_dense(t, y, x, covs, method), sigma0, crit_var, crit_loglik, max_iter
-    )
+    res = solve_mm(lambda t: step_dense(t, y, x, covs, method), sigma0, crit_var, crit_loglik, max_iter)
     sigma2 = res.theta
     g = gls_dense(y, x, jnp.tensordot(sigma2, covs, axes=1))
     loglik = loglik_dense(sigma2, y, x, covs, method)

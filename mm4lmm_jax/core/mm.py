@@ -188,9 +188,7 @@ def henderson_loglik(sigma2, sol: HendersonSolution, hs: HendersonSystem):
     q = hs.zrz.shape[0]
     s_e = sigma2[-1]
     logdet_g = jnp.sum(hs.logdet_g + hs.q_k * jnp.log(sigma2[:-1]))
-    return -0.5 * (
-        sol.logdet_c + hs.logdet_r + logdet_g + (hs.n_obs - p - q) * jnp.log(s_e) + sol.yre / s_e
-    )
+    return -0.5 * (sol.logdet_c + hs.logdet_r + logdet_g + (hs.n_obs - p - q) * jnp.log(s_e) + sol.yre / s_e)
 
 
 def step_henderson(sigma2, hs: HendersonSystem):

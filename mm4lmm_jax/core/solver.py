@@ -23,7 +23,8 @@ until its slowest lane stops; every lane keeps its own iteration count and statu
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,9 +74,7 @@ class _State(NamedTuple):
 def _init_state(theta0, sig0) -> _State:
     dt = theta0.dtype
     inf = jnp.asarray(jnp.inf, dt)
-    return _State(
-        theta0, theta0, theta0, sig0, -inf, jnp.int32(0), jnp.int32(0), inf, inf, jnp.bool_(True)
-    )
+    return _State(theta0, theta0, theta0, sig0, -inf, jnp.int32(0), jnp.int32(0), inf, inf, jnp.bool_(True))
 
 
 def _cond(crit_var, crit_loglik, max_iter):
@@ -119,9 +118,7 @@ def solve_mm(
             finite=finite,
         )
 
-    s = jax.lax.while_loop(
-        _cond(crit_var, crit_loglik, max_iter), body, _init_state(theta0, theta0)
-    )
+    s = jax.lax.while_loop(_cond(crit_var, crit_loglik, max_iter), body, _init_state(theta0, theta0))
     converged = (s.crit <= crit_var) & (s.crit_ll <= crit_loglik) & s.finite
     return SolverResult(s.new, s.iteration, converged, s.finite)
 
@@ -166,8 +163,6 @@ def solve_profiled(
             finite=finite,
         )
 
-    s = jax.lax.while_loop(
-        _cond(crit_var, crit_loglik, max_iter), body, _init_state(delta0, sigma0)
-    )
+    s = jax.lax.while_loop(_cond(crit_var, crit_loglik, max_iter), body, _init_state(delta0, sigma0))
     converged = (s.crit <= crit_var) & (s.crit_ll <= crit_loglik) & s.finite
     return SolverResult(s.new, s.iteration, converged, s.finite)

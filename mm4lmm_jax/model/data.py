@@ -88,8 +88,7 @@ def check_covariance(v: np.ndarray, arg: str, tol: float = 1e-8) -> None:
     eig_min = np.linalg.eigvalsh(v).min()
     if eig_min < -1e-6 * scale:
         raise ValueError(
-            f"{arg} ({v.shape[0]}x{v.shape[1]}) is not positive semi-definite "
-            f"(smallest eigenvalue {eig_min:.3g})"
+            f"{arg} ({v.shape[0]}x{v.shape[1]}) is not positive semi-definite (smallest eigenvalue {eig_min:.3g})"
         )
 
 
@@ -167,8 +166,7 @@ def validate_components(var_list, z_list, n: int) -> Components:
                 raise ValueError(f"z_list[{name!r}] has {zm.shape[0]} rows but y has {n} observations")
             if zm.shape[1] != vm.shape[0]:
                 raise ValueError(
-                    f"z_list[{name!r}] has {zm.shape[1]} columns but var_list[{name!r}] is "
-                    f"{vm.shape[0]}x{vm.shape[1]}"
+                    f"z_list[{name!r}] has {zm.shape[1]} columns but var_list[{name!r}] is {vm.shape[0]}x{vm.shape[1]}"
                 )
             if zm.shape == vm.shape and is_identity(zm):
                 zm = None

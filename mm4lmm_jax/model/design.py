@@ -213,8 +213,7 @@ def _is_constant(frame: pd.DataFrame, name: str) -> bool:
 
 def _warn_dropped(model: str, dropped: list[str]) -> None:
     warnings.warn(
-        f"model {model!r}: column(s) {dropped} are aliased with the others and were dropped "
-        "(as MM4LMM does)",
+        f"model {model!r}: column(s) {dropped} are aliased with the others and were dropped (as MM4LMM does)",
         RankDeficiencyWarning,
         stacklevel=4,
     )
@@ -281,7 +280,7 @@ def _appended(values: np.ndarray, names: list[str], spec: CofactorSpec, terms: l
 
 def _per_model_from_appended(base, extra, names, alias, terms) -> MarkerDesigns:
     designs = []
-    for j, name in enumerate(names):
+    for j in range(len(names)):
         if alias[j]:
             designs.append(Design(base.matrix, base.names, base.attr, terms, [XNAME]))
         else:

@@ -187,7 +187,9 @@ def mmest(
         if bar is not None:
             bar.close()
     _check_finite(fits, markers.names)
-    return _result(markers.names, designs, fits, comps, method, n, path_name, Problem(y_arr, comps, null, markers, keep))
+    return _result(
+        markers.names, designs, fits, comps, method, n, path_name, Problem(y_arr, comps, null, markers, keep)
+    )
 
 
 def _progress(total: int, verbose: bool):
@@ -206,7 +208,10 @@ def _fit_markers(path: FitPath, markers: MarkerDesigns, sigma0, crit, chunk_size
         fits = path.fit(markers.base.matrix, markers.extra, sigma0, chunk_size=chunk_size, progress=update, **crit)
         base = markers.base
         design = Design(
-            np.empty((0, 0)), [*base.names, *markers.extra_names], np.append(base.attr, markers.extra_attr), base.factors
+            np.empty((0, 0)),
+            [*base.names, *markers.extra_names],
+            np.append(base.attr, markers.extra_attr),
+            base.factors,
         )
         return fits, [design] * len(markers)
     designs = markers.designs

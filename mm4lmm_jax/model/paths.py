@@ -8,8 +8,8 @@ over markers).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +87,9 @@ class FitPath:
         stacked over models."""
         m = extra.shape[0]
         chunk = max(1, min(chunk_size or self.default_chunk, m))
-        static = dict(method=self.method, crit_var=float(crit_var), crit_loglik=float(crit_loglik), max_iter=int(max_iter))
+        static = dict(
+            method=self.method, crit_var=float(crit_var), crit_loglik=float(crit_loglik), max_iter=int(max_iter)
+        )
         fn = self._chunk_fn(jnp.asarray(base))
         sigma0 = jnp.asarray(sigma0, dtype=jnp.float64)
         outs = []

@@ -52,7 +52,8 @@ class ModelFit:
     def __repr__(self) -> str:
         return (
             f"ModelFit({self.name!r}, method={self.method!r}, loglik={self.loglik:.6g}, "
-            f"sigma2={ {k: round(float(v), 6) for k, v in self.sigma2.items()} }, n_iter={self.n_iter}, converged={self.converged})"
+            f"sigma2={ {k: round(float(v), 6) for k, v in self.sigma2.items()} }, "
+            f"n_iter={self.n_iter}, converged={self.converged})"
         )
 
 

@@ -119,3 +119,18 @@ def test_monomorphic_marker_is_dropped_with_warning():
     assert list(res[1].beta.index) == ["(Intercept)"]
     assert list(res[0].beta.index) == ["(Intercept)", "Xeffect"]
     assert np.isnan(res.to_frame().loc["X2", "beta[Xeffect]"])
+
+
+def test_scans_of_any_size_reuse_one_compiled_chunk():
+    """Chunks are padded to a fixed shape: scans of 5, 11 and 6 markers (chunks of 4)
+    compile one program; only a scan smaller than one chunk gets its own (smaller) shape."""
+    from mm4lmm_jax.model import paths
+
+    s = SIM
+    kw = dict(var_list=[s["kin"], np.eye(len(s["y"]))], chunk_size=4, verbose=False)
+    rng = np.random.default_rng(9)
+    mj.mmest(s["y"], x=rng.normal(size=(len(s["y"]), 5)), **kw)
+    before = paths._chunk_rotated._cache_size()
+    mj.mmest(s["y"], x=rng.normal(size=(len(s["y"]), 11)), **kw)
+    mj.mmest(s["y"] + 1.0, x=rng.normal(size=(len(s["y"]), 6)), **kw)
+    assert paths._chunk_rotated._cache_size() == before

@@ -9,16 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..core.fit import FitOutput
 from ..core.likelihood import LOG_2PI
 from ..errors import ConvergenceWarning, NumericalError
-from .data import (
-    Components,
-    as_response,
-    drop_missing,
-    is_identity,
-    normalise_method,
-    validate_components,
-)
+from .data import Components, as_response, drop_missing, normalise_method, validate_components
 from .design import XNAME, Design, MarkerDesigns, cofactor_frame, marker_designs, null_design
 from .paths import DensePath, FitPath, HendersonPath, RotatedPath, SinglePath
 from .results import MMEstResult
@@ -224,12 +218,19 @@ def _fit_markers(path: FitPath, markers: MarkerDesigns, sigma0, crit, chunk_size
         stack = np.stack([designs[i].matrix for i in idx])
         out = path.fit(np.zeros((n, 0)), stack, sigma0, chunk_size=chunk_size, progress=update, **crit)
         for j, i in enumerate(idx):
-            parts[i] = tuple(np.asarray(a)[j] for a in out)
+            parts[i] = FitOutput(*(np.asarray(a)[j] for a in out))
     return [parts[i] for i in range(len(designs))], designs
 
 
+def _finite_flags(fits) -> np.ndarray:
+    """Per-model finiteness from stacked outputs or from per-model rows."""
+    if isinstance(fits, list):
+        return np.array([bool(row.finite) for row in fits])
+    return np.atleast_1d(np.asarray(fits.finite))
+
+
 def _check_finite(fits, names) -> None:
-    finite = np.asarray(fits.finite if hasattr(fits, "finite") else [f[6] for f in fits])
+    finite = _finite_flags(fits)
     if not finite.all():
         bad = [nm for nm, ok in zip(names, np.atleast_1d(finite)) if not ok]
         if len(names) == 1 or bad == list(names):
@@ -245,13 +246,13 @@ def _check_finite(fits, names) -> None:
 
 
 def _result(names, designs, fits, comps, method, n, path, problem) -> MMEstResult:
-    if isinstance(fits, list):  # per-model designs: rows of (sigma2, beta, var_beta, loglik, n_iter, conv, finite)
-        sigma2 = np.stack([f[0] for f in fits])
-        betas = [f[1] for f in fits]
-        vbs = [f[2] for f in fits]
-        loglik = np.array([f[3] for f in fits])
-        n_iter = np.array([f[4] for f in fits])
-        conv = np.array([f[5] for f in fits])
+    if isinstance(fits, list):  # per-model designs: one FitOutput row per model
+        sigma2 = np.stack([f.sigma2 for f in fits])
+        betas = [f.beta for f in fits]
+        vbs = [f.var_beta for f in fits]
+        loglik = np.array([f.loglik for f in fits])
+        n_iter = np.array([f.n_iter for f in fits])
+        conv = np.array([f.converged for f in fits])
     else:
         sigma2, betas, vbs, loglik, n_iter, conv = (
             np.asarray(fits.sigma2),
@@ -300,4 +301,4 @@ def _result(names, designs, fits, comps, method, n, path, problem) -> MMEstResul
     )
 
 
-__all__ = ["mmest", "choose_path", "is_identity"]
+__all__ = ["choose_path", "mmest"]

@@ -12,6 +12,7 @@ _jax.config.update("jax_enable_x64", True)
 
 from . import core, datasets  # noqa: I001
 from .errors import ConvergenceWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning
+from .inference import anova_test, likelihood_ratio_test, mmblup, mmvcov
 from .model.estimate import mmest
 from .model.results import MMEstResult, ModelFit
 
@@ -24,7 +25,11 @@ __all__ = [
     "ModelFit",
     "NumericalError",
     "RankDeficiencyWarning",
+    "anova_test",
     "core",
     "datasets",
+    "likelihood_ratio_test",
+    "mmblup",
     "mmest",
+    "mmvcov",
 ]

@@ -5,8 +5,10 @@ Each ``<case>/case.json.gz`` holds MM4LMM 3.0.3's inputs and outputs (see ``fixt
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,13 @@ def expected_models(case: dict) -> list[dict]:
 
 def as_vector(obj) -> np.ndarray:
     return np.asarray(list(obj.values()) if isinstance(obj, dict) else obj, dtype=float).ravel()
+
+
+@functools.cache
+def fit_case(name: str):
+    """``mmest`` on case ``name``, computed once per test session (fits are immutable)."""
+    import mm4lmm_jax as mj
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mj.mmest(**mmest_kwargs(load_case(name)))

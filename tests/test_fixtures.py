@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixture_cases import as_vector, case_names, expected_models, load_case, mmest_kwargs
+from fixture_cases import as_vector, case_names, expected_models, fit_case, load_case, mmest_kwargs
 
 import mm4lmm_jax as mj
 from mm4lmm_jax.core.likelihood import loglik_dense, to_mm4lmm_convention
@@ -33,7 +33,7 @@ DEFAULT = [c for c in CASES if c.endswith("_default")]
 @pytest.fixture(scope="module", params=CASES)
 def fitted(request):
     case = load_case(request.param)
-    return request.param, case, mj.mmest(**mmest_kwargs(case))
+    return request.param, case, fit_case(request.param)
 
 
 def _fit_for(res, model):

@@ -9,6 +9,11 @@
 * Whole fits of one model (vmap them over markers): :func:`fit_rotated`, :func:`fit_dense`,
   :func:`fit_henderson`, :func:`fit_single`.
 * Shared set-up: :func:`joint_diagonalise`, :func:`henderson_shared`, :func:`henderson_system`.
+* Covariance structures ``sigma2 -> (A'V^-1A, log|V|)``: :func:`rotated_quad`,
+  :func:`henderson_quad`, :func:`dense_quad`.
+* Information matrices by autodiff of those: :func:`expected_information`,
+  :func:`average_information`, :func:`observed_information`, :func:`loglik_from_quad`.
+* Kenward-Roger: :func:`kr_ingredients` (derivatives by ``jacfwd``), :func:`kr_test`.
 
 Example (gradient of the ReML log-likelihood in the variance components)::
 
@@ -21,6 +26,8 @@ derivatives of the likelihood at the fitted ``sigma2`` instead.
 """
 
 from .fit import FitOutput, fit_dense, fit_henderson, fit_rotated, fit_single
+from .information import average_information, expected_information, loglik_from_quad, observed_information
+from .kenward_roger import KRIngredients, KRTest, kr_ingredients, kr_test
 from .likelihood import loglik_dense, loglik_rotated, to_mm4lmm_convention
 from .mm import (
     HendersonSystem,
@@ -31,10 +38,22 @@ from .mm import (
     step_rotated_ml,
 )
 from .solver import SolverResult, solve_mm, solve_profiled
+from .structure import dense_quad, henderson_quad, rotated_quad
 from .transforms import Rotation, henderson_shared, henderson_system, joint_diagonalise
 
 __all__ = [
     "FitOutput",
+    "KRIngredients",
+    "KRTest",
+    "average_information",
+    "dense_quad",
+    "expected_information",
+    "henderson_quad",
+    "kr_ingredients",
+    "kr_test",
+    "loglik_from_quad",
+    "observed_information",
+    "rotated_quad",
     "HendersonSystem",
     "Rotation",
     "SolverResult",

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import gammaincc
 
 
 def chi2_sf(stat, df):
     """Upper tail of the chi-square distribution with ``df`` degrees of freedom."""
     return gammaincc(0.5 * df, 0.5 * stat)
+
+
+_chi2_sf_jit = jax.jit(chi2_sf)
+
+
+_BLOCK = 1024
+
+
+def chi2_sf_array(stat, df) -> np.ndarray:
+    """:func:`chi2_sf` for NumPy arrays of any length, evaluated in padded blocks of fixed
+    size so that every call reuses one compiled program."""
+    stat = np.asarray(stat, dtype=float)
+    flat = stat.ravel()
+    dfs = np.broadcast_to(np.asarray(df, dtype=float), stat.shape).ravel()
+    pad = (-flat.size) % _BLOCK
+    flat = np.pad(flat, (0, pad)).reshape(-1, _BLOCK)
+    dfs = np.pad(dfs, (0, pad), constant_values=1.0).reshape(-1, _BLOCK)
+    out = np.concatenate([np.asarray(_chi2_sf_jit(a, b)) for a, b in zip(flat, dfs)])
+    return out[: stat.size].reshape(stat.shape)
 
 
 def wald_test(beta, var_beta, contrast):

@@ -116,15 +116,17 @@ class Components:
 
     def drop_rows(self, keep: np.ndarray) -> Components:
         """Remove individuals: rows of ``Z_k``, or rows and columns of ``V_k`` without ``Z``."""
-        v_list, z_list = [], []
-        for z, v in zip(self.z_list, self.v_list):
+        v_list, z_list, levels = [], [], []
+        for z, v, lev in zip(self.z_list, self.v_list, self.level_names):
             if z is None:
                 v_list.append(v[np.ix_(keep, keep)])
                 z_list.append(None)
+                levels.append(None if lev is None else [nm for nm, kept in zip(lev, keep) if kept])
             else:
                 v_list.append(v)
                 z_list.append(z[keep])
-        return Components(self.names, v_list, z_list, self.level_names)
+                levels.append(lev)
+        return Components(self.names, v_list, z_list, levels)
 
 
 def validate_components(var_list, z_list, n: int) -> Components:

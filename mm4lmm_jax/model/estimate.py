@@ -27,6 +27,8 @@ class Problem:
     null: Design
     markers: MarkerDesigns | None
     keep: np.ndarray
+    engine: FitPath | None = None
+    y_names: list[str] | None = None
 
 
 def _is_pd(v: np.ndarray) -> bool:
@@ -136,7 +138,7 @@ def mmest(
         formula = formula.strip()
         if not formula.startswith("~"):
             formula = "~ " + formula
-    y_all, _ = as_response(y)
+    y_all, y_names = as_response(y)
     n_all = y_all.size
     comps = validate_components(var_list, z_list, n_all)
     keep = drop_missing(y_all)
@@ -146,6 +148,8 @@ def mmest(
     x = _subset_rows(x, keep)
     n = y_arr.size
     k = len(comps.names)
+    if y_names is not None:
+        y_names = [nm for nm, kept in zip(y_names, keep) if kept]
 
     spec = cofactor_frame(cofactor, n, formula)
     null = null_design(spec, (XNAME,))
@@ -169,7 +173,14 @@ def mmest(
         _check_finite(null_fit, ["NullModel"])
     if markers is None:
         return _result(
-            ["NullModel"], [null], null_fit, comps, method, n, path_name, Problem(y_arr, comps, null, None, keep)
+            ["NullModel"],
+            [null],
+            null_fit,
+            comps,
+            method,
+            n,
+            path_name,
+            Problem(y_arr, comps, null, None, keep, path, y_names),
         )
     if init is None:
         sigma0 = null_fit.sigma2[0]
@@ -182,7 +193,14 @@ def mmest(
             bar.close()
     _check_finite(fits, markers.names)
     return _result(
-        markers.names, designs, fits, comps, method, n, path_name, Problem(y_arr, comps, null, markers, keep)
+        markers.names,
+        designs,
+        fits,
+        comps,
+        method,
+        n,
+        path_name,
+        Problem(y_arr, comps, null, markers, keep, path, y_names),
     )
 
 

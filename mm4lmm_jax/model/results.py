@@ -29,6 +29,8 @@ class ModelFit:
     n_iter : MM iterations (MM4LMM's ``NbIt``).  converged : stopping rule met.
     method : ``"reml"`` or ``"ml"``.  n_obs : observations used.
     attr : term index of each coefficient (0 = intercept).  factors : term labels.
+    source, position : the :class:`MMEstResult` this model comes from and its index there
+    (used by :meth:`summary` for the variance components' standard errors).
     """
 
     name: str
@@ -43,6 +45,15 @@ class ModelFit:
     n_obs: int
     attr: np.ndarray
     factors: list[str]
+    source: Any = field(default=None, repr=False, compare=False)
+    position: int = 0
+
+    def summary(self):
+        """A readable summary (estimates, SEs, Wald tests, variance components with SEs,
+        log-likelihood, AIC/BIC, iterations, convergence); ``print()`` it."""
+        from ..inference.summary import summarize
+
+        return summarize(self)
 
     @property
     def se(self) -> pd.Series:
@@ -117,6 +128,8 @@ class MMEstResult(Sequence):
             n_obs=self.n_obs,
             attr=self.attrs[i],
             factors=self.factors,
+            source=self,
+            position=i,
         )
 
     def keys(self) -> list[str]:

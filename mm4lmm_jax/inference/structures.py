@@ -135,9 +135,21 @@ def _designs(fit: MMEstResult, idx: np.ndarray) -> np.ndarray:
 
 @partial(jax.jit, static_argnums=(0, 1))
 def run_batched(fn, kind: str, shared: tuple, x, *args):
-    """``vmap`` of ``fn(quad, p, *args_i)`` over models (designs ``x`` (c, n, p) and the
-    per-model ``args``), jit-compiled once per ``(fn, kind)`` and shape."""
-    return jax.vmap(lambda xi, *a: fn(quad_for(kind, shared, xi), xi.shape[1], *a))(x, *args)
+    """``fn(quad, p, *args_i)`` for every model (designs ``x`` (c, n, p) and the per-model
+    ``args``), jit-compiled once per ``(fn, kind)`` and shape.
+
+    The rotated structure is vmapped (its per-model algebra is O(n p^2)).  The Henderson
+    and dense structures run the models one after the other with ``lax.map``: their
+    per-model factorisations are large enough to use the machine alone, and batched
+    LAPACK calls inside derivative graphs can deadlock jaxlib 0.10's CPU thread pool.
+    """
+
+    def one(xi, *a):
+        return fn(quad_for(kind, shared, xi), xi.shape[1], *a)
+
+    if kind == "rotated":
+        return jax.vmap(one)(x, *args)
+    return jax.lax.map(lambda packed: one(*packed), (x, *args))
 
 
 __all__ = ["DesignChunk", "Structure", "run_batched", "design_chunks", "layout_groups", "model_design", "quad_for"]

@@ -1,0 +1,301 @@
+"""Build (and execute) the notebooks in ``notebooks/`` from the cell sources below.
+
+Usage: ``python tools/make_notebooks.py [--no-execute]``.  The notebooks are stored with
+their (small) outputs; ``tests/test_notebooks.py`` re-runs them from a fresh kernel.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "notebooks"
+
+SETUP = """import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import mm4lmm_jax as mj
+
+pd.set_option("display.width", 110)
+plt.rcParams.update({"figure.dpi": 60, "figure.figsize": (6, 3)})"""
+
+VARIANCE_COMPONENTS = [
+    (
+        "md",
+        """# 1. Variance components: MM4LMM's VarianceComponentExample
+
+Hybrid maize: 432 hybrids from Flint x Dent crosses, evaluated in two trials. The trait
+is modelled with three variance components -- the Flint parent's genetic effect (kinship
+of 122 Flint lines), the Dent parent's (116 Dent lines) and the error -- and the trial as
+a fixed cofactor:
+
+    y = X beta + Z_F u_F + Z_D u_D + e,   u_F ~ N(0, s2_F K_F),  u_D ~ N(0, s2_D K_D),  e ~ N(0, s2_E I)
+
+This is MM4LMM's Example 1, done with `mm4lmm_jax`.""",
+    ),
+    ("code", SETUP),
+    (
+        "code",
+        """v = mj.datasets.load_variance_component_example()
+n = len(v.data)
+var_list = {"Flint": v.kinship_flint, "Dent": v.kinship_dent, "Error": np.eye(n)}
+z_list = {"Flint": v.z_flint, "Dent": v.z_dent, "Error": np.eye(n)}
+v.data.head()""",
+    ),
+    ("md", "## Fit by matrix (MM4LMM's `Cofactor = matrix(Trial)`) and by formula"),
+    (
+        "code",
+        """crit = dict(crit_var=1e-8, crit_loglik=1e-8, max_iter=2000, verbose=False)
+by_matrix = mj.mmest(v.data["Trait"], cofactor=v.data[["Trial"]].to_numpy(), var_list=var_list, z_list=z_list, **crit)
+by_formula = mj.mmest(v.data["Trait"], cofactor=v.data[["Trial"]], formula="~ Trial",
+                      var_list=var_list, z_list=z_list, **crit)
+print(by_matrix, by_matrix.path)
+pd.DataFrame({"by matrix": by_matrix[0].sigma2, "by formula": by_formula[0].sigma2})""",
+    ),
+    ("code", "print(by_formula[0].summary())"),
+    ("md", "## Standard errors of the variance components: expected and average information"),
+    (
+        "code",
+        """expected = mj.mmvcov(by_formula, information="expected")
+ai = mj.mmvcov(by_formula, information="ai")
+pd.DataFrame({"sigma2": by_formula[0].sigma2, "SE (expected)": expected.se, "SE (AI)": ai.se})""",
+    ),
+    ("markdown_note", ""),
+    (
+        "md",
+        """MM4LMM 3.0.3's expected information uses `1/2 tr((V_i P)'(V_i P))` on the diagonal;
+with three components that differs from the textbook `1/2 tr(P V_i P V_i)` used here.
+`convention="mm4lmm"` reproduces MM4LMM's numbers:""",
+    ),
+    ("code", """mj.mmvcov(by_formula, convention="mm4lmm").se"""),
+    ("md", "## Tests of the fixed effects: Wald (Type III) and Kenward-Roger"),
+    (
+        "code",
+        """wald = mj.anova_test(by_formula, type="TypeIII")[0]
+kr = mj.anova_test(by_formula, type="KR")[0]
+pd.concat({"Wald (Type III)": wald, "Kenward-Roger": kr}, axis=1)""",
+    ),
+    ("md", "## BLUPs of the parental lines"),
+    (
+        "code",
+        """blup = mj.mmblup(fit=by_formula)
+{k: b.head(3).round(3).to_dict() for k, b in blup.items()}""",
+    ),
+    (
+        "code",
+        """fig, axes = plt.subplots(1, 2, sharey=True)
+for ax, name in zip(axes, ["Flint", "Dent"]):
+    b = blup[name].sort_values()
+    ax.plot(np.arange(b.size), b.to_numpy(), ".", ms=3)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_title(f"{name} lines (BLUP)")
+    ax.set_xlabel("rank")
+axes[0].set_ylabel("predicted effect")
+fig.tight_layout()""",
+    ),
+]
+
+QTL_DETECTION = [
+    (
+        "md",
+        """# 2. QTL detection: MM4LMM's QTLDetectionExample
+
+259 individuals, an additive kinship, and 10 markers tested one at a time: for every marker
+the variance components are re-estimated (MM4LMM's `MMEst(X = Geno)`), then Wald tests,
+a contrast and Kenward-Roger F tests.""",
+    ),
+    ("code", SETUP),
+    (
+        "code",
+        """q = mj.datasets.load_qtl_detection_example()
+n = q.pheno.size
+var_list = {"Additive": q.kinship, "Error": np.eye(n)}
+scan = mj.mmest(q.pheno, x=q.geno, var_list=var_list, crit_var=1e-8, crit_loglik=1e-8, max_iter=5000, verbose=False)
+scan.to_frame()[["sigma2[Additive]", "sigma2[Error]", "beta[Xeffect]", "se[Xeffect]", "n_iter"]]""",
+    ),
+    ("md", "## Type I and Type III Wald tests (one table per marker model)"),
+    (
+        "code",
+        """type1 = mj.anova_test(scan, type="TypeI")
+type3 = mj.anova_test(scan, type="TypeIII")
+pd.concat({"Type I": type1["SNP1"], "Type III": type3["SNP1"]}, axis=1)""",
+    ),
+    ("md", "## A contrast: the marker effect alone, and its Kenward-Roger version"),
+    (
+        "code",
+        """contrast = np.array([[0.0, 1.0]])
+wald = mj.anova_test(scan, {"marker": contrast})
+kr = mj.anova_test(scan, {"marker": contrast}, type="KR")
+table = pd.DataFrame({
+    "Wald": wald.column("Wald")["marker"], "p (Wald)": wald.column("pval")["marker"],
+    "F (KR)": kr.column("F")["marker"], "ddf (KR)": kr.column("ddf")["marker"], "p (KR)": kr.column("pval")["marker"],
+})
+table""",
+    ),
+    ("md", "## −log10 p along the markers"),
+    (
+        "code",
+        """fig, ax = plt.subplots()
+pos = np.arange(1, len(table) + 1)
+ax.plot(pos, -np.log10(table["p (Wald)"]), "o-", label="Wald")
+ax.plot(pos, -np.log10(table["p (KR)"]), "s--", label="Kenward-Roger")
+ax.axhline(-np.log10(0.05 / len(table)), color="red", lw=0.8, label="Bonferroni 5%")
+ax.set_xticks(pos, table.index, rotation=45)
+ax.set_ylabel("-log10 p")
+ax.legend()
+fig.tight_layout()""",
+    ),
+    ("md", "## Likelihood-ratio tests (ML fits) for comparison"),
+    (
+        "code",
+        """null_ml = mj.mmest(q.pheno, var_list=var_list, method="ml", verbose=False)
+scan_ml = mj.mmest(q.pheno, x=q.geno, var_list=var_list, method="ml", verbose=False)
+mj.likelihood_ratio_test(null_ml, scan_ml)[["stat", "df", "pval"]].T.round(4)""",
+    ),
+]
+
+JAX_PIPELINE = [
+    (
+        "md",
+        """# 4. The core inside a JAX program
+
+`mm4lmm_jax.core` is pure JAX: likelihoods are differentiable in the variance components,
+whole fits jit-compile and vmap.  Here: `jax.grad` of the ReML log-likelihood, a `vmap`
+over many phenotypes, `jit` of a whole fit, and the likelihood inside a larger
+differentiable computation (learning how to weight two kinships).""",
+    ),
+    (
+        "code",
+        """import jax
+import jax.numpy as jnp
+
+from mm4lmm_jax import core
+"""
+        + SETUP,
+    ),
+    (
+        "code",
+        """q = mj.datasets.load_qtl_detection_example()
+y = jnp.asarray(q.pheno.to_numpy())
+n = y.size
+K = jnp.asarray(q.kinship.to_numpy())
+X = jnp.ones((n, 1))
+covs = jnp.stack([K, jnp.eye(n)])""",
+    ),
+    ("md", "## `jax.grad` of the ReML log-likelihood, checked by finite differences"),
+    (
+        "code",
+        """sigma2 = jnp.array([1.0, 0.8])
+grad = jax.grad(core.loglik_dense)(sigma2, y, X, covs, "reml")
+h = 1e-6
+fd = [(core.loglik_dense(sigma2.at[k].add(h), y, X, covs, "reml")
+       - core.loglik_dense(sigma2.at[k].add(-h), y, X, covs, "reml")) / (2 * h) for k in range(2)]
+print("autodiff:", np.asarray(grad), " finite differences:", np.asarray(fd))""",
+    ),
+    ("md", "## `jit` of a whole fit, and `vmap` over 200 simulated phenotypes"),
+    (
+        "code",
+        """rot = core.joint_diagonalise(K)
+x_rot = rot.t @ X
+
+@jax.jit
+def fit_one(y_sim):
+    out = core.fit_rotated(rot.t @ y_sim, x_rot, rot.d, jnp.array([0.5, 0.5]),
+                           method="reml", crit_var=1e-8, crit_loglik=1e-8, max_iter=500)
+    return out.sigma2
+
+L = jnp.linalg.cholesky(0.6 * K + 0.4 * jnp.eye(n) + 1e-9 * jnp.eye(n))
+sims = (L @ jax.random.normal(jax.random.PRNGKey(0), (n, 200))).T  # true h2 = 0.6
+est = jax.jit(jax.vmap(fit_one))(sims)
+h2 = est[:, 0] / est.sum(axis=1)
+print(f"h2 estimates over 200 phenotypes: mean {float(h2.mean()):.3f}, sd {float(h2.std()):.3f}  (truth 0.6)")
+est_real = fit_one(y)
+print("one real fit:", np.asarray(est_real))""",
+    ),
+    (
+        "code",
+        """fig, ax = plt.subplots()
+ax.hist(np.asarray(h2), bins=25)
+ax.axvline(0.6, color="red")
+ax.set_xlabel("ReML h2 estimate")
+ax.set_ylabel("simulations")
+fig.tight_layout()""",
+    ),
+    (
+        "md",
+        """## A larger differentiable computation: learning a kinship weighting
+
+Two candidate kinships -- the real one and one built from 1,000 unrelated random markers --
+and the covariance `s_g (w K1 + (1 - w) K2) + s_e I`.  We maximise the ReML
+log-likelihood jointly in `(w, s_g, s_e)` by gradient ascent (a few lines of Adam) through
+`loglik_dense`; the parametrisation `w = sigmoid(t)`, `s = exp(.)` keeps the constraints.
+The weight should go to the real kinship.""",
+    ),
+    (
+        "code",
+        """g = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (n, 1000)).astype(float)
+g = (g - g.mean(0)) / g.std(0)
+K2 = g @ g.T / 1000
+
+def neg_reml(theta):
+    w = jax.nn.sigmoid(theta[0])
+    s = jnp.exp(theta[1:])
+    kin = w * K + (1 - w) * K2
+    return -core.loglik_dense(s, y, X, jnp.stack([kin, jnp.eye(n)]), "reml")
+
+step = jax.jit(jax.value_and_grad(neg_reml))
+theta, m, v = jnp.zeros(3), jnp.zeros(3), jnp.zeros(3)
+for it in range(1, 201):  # Adam
+    val, grad = step(theta)
+    m, v = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
+    theta = theta - 0.05 * (m / (1 - 0.9**it)) / (jnp.sqrt(v / (1 - 0.999**it)) + 1e-8)
+w = float(jax.nn.sigmoid(theta[0]))
+print(f"learned weight on the real kinship: w = {w:.3f}; variances {np.asarray(jnp.exp(theta[1:])).round(3)}")
+print(f"ReML log-likelihood {-float(val):.3f} (real kinship alone: "
+      f"{float(core.loglik_dense(jnp.asarray(est_real), y, X, covs, 'reml')):.3f})")""",
+    ),
+]
+
+
+def _cell(kind: str, src: str):
+    if kind == "md":
+        return nbformat.v4.new_markdown_cell(src)
+    return nbformat.v4.new_code_cell(src)
+
+
+def build(name: str, cells) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [_cell(k, s) for k, s in cells if k in ("md", "code")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = OUT / name
+    nbformat.write(nb, path)
+    return path
+
+
+NOTEBOOKS = {
+    "01_variance_components.ipynb": VARIANCE_COMPONENTS,
+    "02_qtl_detection.ipynb": QTL_DETECTION,
+    "04_jax_pipeline.ipynb": JAX_PIPELINE,
+}
+
+
+def main(argv: list[str]) -> None:
+    for name, cells in NOTEBOOKS.items():
+        path = build(name, cells)
+        if "--no-execute" not in argv:
+            nb = nbformat.read(path, as_version=4)
+            NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(OUT)}}).execute()
+            nbformat.write(nb, path)
+        print("wrote", path)
+    subprocess.run([sys.executable, "-m", "ruff", "check", "--fix", "-q", str(OUT)], check=False)
+    subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(OUT)], check=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

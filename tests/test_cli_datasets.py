@@ -43,6 +43,15 @@ def test_example_command_prints_results():
     out = io.StringIO()
     run_example(out)
     text = out.getvalue()
-    for piece in ["QTLDetectionExample", "SNP10", "VarianceComponentExample", "Flint", "TrialTrial2", "Wald"]:
+    for piece in [
+        "QTLDetectionExample",
+        "SNP10",
+        "VarianceComponentExample",
+        "Flint",
+        "TrialTrial2",
+        "Wald",
+        "F (KR)",
+        "se (AI)",
+    ]:
         assert piece in text
     assert main(["example"]) == 0

@@ -9,6 +9,8 @@
 * Whole fits of one model (vmap them over markers): :func:`fit_rotated`, :func:`fit_dense`,
   :func:`fit_henderson`, :func:`fit_single`.
 * Shared set-up: :func:`joint_diagonalise`, :func:`henderson_shared`, :func:`henderson_system`.
+* Henderson's equations with the first random block eliminated (the K >= 3 scan step):
+  :mod:`.reduced` (``reduced_shared``, ``reduced_system``, ``step_reduced``).
 * Covariance structures ``sigma2 -> (A'V^-1A, log|V|)``: :func:`rotated_quad`,
   :func:`henderson_quad`, :func:`dense_quad`.
 * Information matrices by autodiff of those: :func:`expected_information`,

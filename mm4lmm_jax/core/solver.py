@@ -58,6 +58,20 @@ def _extrapolate(anchor, old, new):
     return jnp.where(ok, cand, new)
 
 
+def _restep_if(worse, restep: Callable, outputs):
+    """``restep()`` where ``worse``, else ``outputs``.
+
+    Written as a loop of at most one pass rather than ``lax.cond``: under ``vmap`` a
+    ``cond`` with a per-lane predicate evaluates both branches for every lane (a second,
+    wasted MM step per iteration), while the loop runs only when some lane needs it.
+    """
+
+    def body(carry):
+        return jnp.bool_(True), restep()
+
+    return jax.lax.while_loop(lambda c: ~c[0], body, (~worse, outputs))[1]
+
+
 class _State(NamedTuple):
     new: jnp.ndarray
     anc: jnp.ndarray
@@ -99,7 +113,7 @@ def solve_mm(
         ll, nxt = step(s.new)
         worse = (s.iteration > 0) & (ll < s.ll_prev)
         cur = jnp.where(worse, s.bis, s.new)
-        ll, nxt = jax.lax.cond(worse, lambda: step(cur), lambda: (ll, nxt))
+        ll, nxt = _restep_if(worse, lambda: step(cur), (ll, nxt))
         it = s.it + 1
         extra = it == 2
         nxt2 = jnp.where(extra, _extrapolate(s.anc, cur, nxt), nxt)
@@ -142,7 +156,7 @@ def solve_profiled(
         worse = (s.iteration > 0) & (ll < s.ll_prev)
         cur = jnp.where(worse, s.bis, s.new)
         sig_old = jnp.where(worse, sig, s.sig)
-        ll, sig, nxt = jax.lax.cond(worse, lambda: step(cur[0]), lambda: (ll, sig, nxt))
+        ll, sig, nxt = _restep_if(worse, lambda: step(cur[0]), (ll, sig, nxt))
         nxt = jnp.atleast_1d(nxt)
         it = s.it + 1
         extra = it == 2

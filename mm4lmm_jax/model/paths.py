@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.fit import FitOutput, fit_dense, fit_henderson, fit_rotated, fit_single
-from ..core.transforms import HendersonShared, henderson_shared, henderson_system, joint_diagonalise
+from ..core.fit import FitOutput, fit_dense, fit_reduced, fit_rotated, fit_single
+from ..core.reduced import ReducedShared, reduced_shared, reduced_system
+from ..core.transforms import henderson_shared, joint_diagonalise
 
 _STATIC = ("method", "crit_var", "crit_loglik", "max_iter")
 
@@ -40,11 +41,15 @@ def _chunk_dense(y, covs, base, extra, sigma0, *, method, crit_var, crit_loglik,
     return jax.vmap(lambda e: fit(y, _concat(base, e), covs, sigma0))(extra)
 
 
-@partial(jax.jit, static_argnames=_STATIC)
-def _chunk_henderson(shared: HendersonShared, base, extra, sigma0, *, method, crit_var, crit_loglik, max_iter):
+@partial(jax.jit, static_argnames=(*_STATIC, "whiten"))
+def _chunk_henderson(
+    shared: ReducedShared, l_inv, y_w, base_w, extra, sigma0, *, method, crit_var, crit_loglik, max_iter, whiten
+):
     del method  # Henderson's path is ReML only
-    fit = partial(fit_henderson, crit_var=crit_var, crit_loglik=crit_loglik, max_iter=max_iter)
-    return jax.vmap(lambda e: fit(henderson_system(_concat(base, e), shared), sigma0))(extra)
+    if whiten:
+        extra = jnp.einsum("ij,cjk->cik", l_inv, extra)
+    fit = partial(fit_reduced, crit_var=crit_var, crit_loglik=crit_loglik, max_iter=max_iter)
+    return jax.vmap(lambda e: fit(reduced_system(_concat(base_w, e), y_w, shared), sigma0))(extra)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
@@ -137,21 +142,42 @@ class DensePath(FitPath):
 
 
 class HendersonPath(FitPath):
-    """ReML through Henderson's mixed-model equations (``n > q + p``)."""
+    """ReML through Henderson's mixed-model equations (``n > q + p``).
+
+    The MM loop works on the reduced system of :mod:`mm4lmm_jax.core.reduced` (first
+    random block eliminated in closed form); ``shared`` keeps the plain Henderson
+    cross-products used by the inference functions.
+    """
 
     name = "Henderson mixed-model equations"
 
     def __init__(self, y, z_list, g_list, r, method):
         self.method = method
         self.n = y.shape[0]
+        r = np.asarray(r, dtype=float)
         self.shared = henderson_shared(
             jnp.asarray(y), [jnp.asarray(z) for z in z_list], [jnp.asarray(g) for g in g_list], jnp.asarray(r)
         )
-        q = self.shared.zrz.shape[0]
+        self.whiten = not np.array_equal(r, np.eye(self.n))
+        if self.whiten:
+            chol = np.linalg.cholesky(0.5 * (r + r.T))
+            l_inv = np.linalg.solve(chol, np.eye(self.n))
+            logdet_r = 2.0 * np.sum(np.log(np.diag(chol)))
+        else:
+            l_inv, logdet_r = np.zeros((0, 0)), 0.0
+        self.l_inv = jnp.asarray(l_inv)
+        y_w = l_inv @ y if self.whiten else np.asarray(y, dtype=float)
+        z_w = [l_inv @ z if self.whiten else z for z in z_list]
+        self.y_w = jnp.asarray(y_w)
+        self.reduced = reduced_shared(
+            self.y_w, [jnp.asarray(z) for z in z_w], [jnp.asarray(g) for g in g_list], logdet_r
+        )
+        q = self.shared.zrz.shape[0] - self.reduced.w1.shape[1]
         self.default_chunk = int(max(1, min(64, 2e8 // (8 * 4 * (q + 8) ** 2))))
 
     def _chunk_fn(self, base):
-        return partial(_chunk_henderson, self.shared, base)
+        base_w = self.l_inv @ base if self.whiten else base
+        return partial(_chunk_henderson, self.reduced, self.l_inv, self.y_w, base_w, whiten=self.whiten)
 
 
 class SinglePath(FitPath):

@@ -83,8 +83,10 @@ def main() -> None:
                 f"  n={n:5d} q={q1}+{q2} m={m:5d}: {t:7.2f} s, {1e3 * t / m:6.2f} ms/marker, "
                 f"median it {np.median(res.n_iter_array):.0f}"
             )
-    t, res = run(1000, 200, 200, 200, henderson=False)
-    print(f"dense path n=1000, q=200+200, m=200: {t:.2f} s ({1e3 * t / 200:.1f} ms per marker), path={res.path}")
+    t, res = run(1000, 200, 200, 20, henderson=False)
+    print(f"dense path n=1000, q=200+200, m=20: {t:.2f} s ({1e3 * t / 20:.1f} ms per marker), path={res.path}")
+    t, res = run(1000, 200, 200, 20)
+    print(f"Henderson path, same models:         {t:.2f} s ({1e3 * t / 20:.1f} ms per marker), path={res.path}")
 
 
 if __name__ == "__main__":

@@ -197,19 +197,25 @@ def step_henderson(sigma2, hs: HendersonSystem):
     n_rand = sigma2.shape[0] - 1
     sol = henderson_solve(sigma2, hs)
     loglik = henderson_loglik(sigma2, sol, hs)
-    s_e = sigma2[-1]
-    s_k = sigma2[:-1]
     onehot = (hs.block[None, :] == jnp.arange(n_rand)[:, None]).astype(sigma2.dtype)  # (K-1, q)
     # u_k' G_k^-1 u_k and tr(G_k^-1 C^kk), block by block through the one-hot mask.
     ginv_u = hs.g_inv @ sol.u
     ugu = onehot @ (sol.u * ginv_u)
     tr_gc = onehot @ jnp.sum(hs.g_inv * sol.c_inv[p:, p:], axis=1)
-    tr_pv = (hs.q_k - (s_e / s_k) * tr_gc) / s_k  # tr(P V_k), random components
+    return loglik, henderson_update(sigma2, hs.q_k, hs.n_obs, p, ugu, tr_gc, sol.ere)
+
+
+def henderson_update(sigma2, q_k, n_obs, p: int, ugu, tr_gc, ere):
+    """The MM update from MME quantities: ``ugu`` (K-1,) ``u_k' G_k^-1 u_k``, ``tr_gc``
+    (K-1,) ``tr(G_k^-1 C^kk)`` (``C`` the MME matrix scaled by ``s_e``), ``ere`` ``e'R^-1e``."""
+    s_e = sigma2[-1]
+    s_k = sigma2[:-1]
+    tr_pv = (q_k - (s_e / s_k) * tr_gc) / s_k  # tr(P V_k), random components
     num = ugu / s_k**2  # (P y)' V_k (P y)
-    tr_pr = (hs.n_obs - p - jnp.sum(s_k * tr_pv)) / s_e
-    num_e = sol.ere / s_e**2
+    tr_pr = (n_obs - p - jnp.sum(s_k * tr_pv)) / s_e
+    num_e = ere / s_e**2
     ratio = jnp.concatenate([num / tr_pv, jnp.atleast_1d(num_e / tr_pr)])
-    return loglik, sigma2 * jnp.sqrt(ratio)
+    return sigma2 * jnp.sqrt(ratio)
 
 
 __all__ = [
@@ -217,6 +223,7 @@ __all__ = [
     "HendersonSystem",
     "henderson_loglik",
     "henderson_solve",
+    "henderson_update",
     "profiled_reml_loglik",
     "profiled_sigma2",
     "step_dense",

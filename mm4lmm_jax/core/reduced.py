@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
 from .gls import chol_logdet
+from .mm import henderson_update
 
 
 class ReducedShared(NamedTuple):
@@ -160,14 +161,7 @@ def step_reduced(sigma2, rs: ReducedSystem):
     p = rs.xx.shape[0]
     sol = reduced_solve(sigma2, rs)
     loglik = reduced_loglik(sigma2, sol, rs)
-    s_e = sigma2[-1]
-    s_k = sigma2[:-1]
-    tr_pv = (sh.q_k - (s_e / s_k) * sol.tr) / s_k
-    num = sol.v_sq / s_k**2
-    tr_pr = (sh.n_obs - p - jnp.sum(s_k * tr_pv)) / s_e
-    num_e = sol.ere / s_e**2
-    ratio = jnp.concatenate([num / tr_pv, jnp.atleast_1d(num_e / tr_pr)])
-    return loglik, sigma2 * jnp.sqrt(ratio)
+    return loglik, henderson_update(sigma2, sh.q_k, sh.n_obs, p, sol.v_sq, sol.tr, sol.ere)
 
 
 __all__ = [

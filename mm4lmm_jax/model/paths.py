@@ -9,7 +9,7 @@ over markers).
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import cached_property, partial
 
 import jax
 import jax.numpy as jnp
@@ -155,9 +155,7 @@ class HendersonPath(FitPath):
         self.method = method
         self.n = y.shape[0]
         r = np.asarray(r, dtype=float)
-        self.shared = henderson_shared(
-            jnp.asarray(y), [jnp.asarray(z) for z in z_list], [jnp.asarray(g) for g in g_list], jnp.asarray(r)
-        )
+        self._inputs = (y, z_list, g_list, r)
         self.whiten = not np.array_equal(r, np.eye(self.n))
         if self.whiten:
             chol = np.linalg.cholesky(0.5 * (r + r.T))
@@ -172,8 +170,16 @@ class HendersonPath(FitPath):
         self.reduced = reduced_shared(
             self.y_w, [jnp.asarray(z) for z in z_w], [jnp.asarray(g) for g in g_list], logdet_r
         )
-        q = self.shared.zrz.shape[0] - self.reduced.w1.shape[1]
+        q = self.reduced.wr.shape[1]
         self.default_chunk = int(max(1, min(64, 2e8 // (8 * 4 * (q + 8) ** 2))))
+
+    @cached_property
+    def shared(self):
+        """The plain Henderson cross-products (built on first use, by the inference functions)."""
+        y, z_list, g_list, r = self._inputs
+        return henderson_shared(
+            jnp.asarray(y), [jnp.asarray(z) for z in z_list], [jnp.asarray(g) for g in g_list], jnp.asarray(r)
+        )
 
     def _chunk_fn(self, base):
         base_w = self.l_inv @ base if self.whiten else base

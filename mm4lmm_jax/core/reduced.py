@@ -116,9 +116,12 @@ def reduced_solve(sigma2, rs: ReducedSystem) -> ReducedSolution:
     w = 1.0 / (sh.lam1 + rho[0])
     u = jnp.concatenate([rs.f1, sh.b], axis=1)  # (q1, p + qr)
     uw = u * w[:, None]
-    rr = jnp.concatenate([rs.xx, rs.xwr], axis=1)
-    bottom = jnp.concatenate([rs.xwr.T, sh.wrwr + jnp.diag(rho[sh.block_r])], axis=1)
-    t = jnp.concatenate([rr, bottom], axis=0) - u.T @ uw
+    f1w = rs.f1 * w[:, None]
+    # U' D^-1 U block by block: the (qr, qr) block only involves the shared B
+    bwb = jnp.einsum("ia,i,ib->ab", sh.b, w, sh.b)
+    top = jnp.concatenate([rs.xx - rs.f1.T @ f1w, rs.xwr - f1w.T @ sh.b], axis=1)
+    bottom = jnp.concatenate([(rs.xwr - f1w.T @ sh.b).T, sh.wrwr + jnp.diag(rho[sh.block_r]) - bwb], axis=1)
+    t = jnp.concatenate([top, bottom], axis=0)
     t = 0.5 * (t + t.T)
     rhs = jnp.concatenate([rs.xy, sh.wry]) - uw.T @ sh.w1y
     chol = jnp.linalg.cholesky(t)
@@ -126,8 +129,8 @@ def reduced_solve(sigma2, rs: ReducedSystem) -> ReducedSolution:
     t_inv = cho_solve((chol, True), jnp.eye(t.shape[0], dtype=t.dtype))
     beta, vr = sol[:p], sol[p:]
     v1 = w * (sh.w1y - u @ sol)
-    # tr([C^-1]_11) = sum(w) + tr(T^-1 U'D^-2 U); the other blocks: diagonal of T^-1
-    tr1 = jnp.sum(w) + jnp.sum(t_inv * (uw.T @ uw))
+    # tr([C^-1]_11) = sum(w) + sum_i w_i^2 u_i' T^-1 u_i; the other blocks: diagonal of T^-1
+    tr1 = jnp.sum(w) + jnp.sum(w * w * jnp.sum((u @ t_inv) * u, axis=1))
     onehot = (sh.block_r[None, :] == jnp.arange(1, n_rand)[:, None]).astype(sigma2.dtype)  # (K-2, qr)
     tr = jnp.concatenate([jnp.atleast_1d(tr1), onehot @ jnp.diagonal(t_inv)[p:]])
     v_sq = jnp.concatenate([jnp.atleast_1d(jnp.dot(v1, v1)), onehot @ (vr * vr)])

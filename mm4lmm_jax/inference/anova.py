@@ -118,19 +118,18 @@ def _kr_tests(beta, ing, lmat):
 def _kr(fit: MMEstResult, index: np.ndarray, lmats: list[np.ndarray], chunk: int) -> np.ndarray:
     """KR tables (len(index), len(lmats), 4) for models sharing one layout."""
     struct = structure_of(fit)
-    out = np.full((len(index), len(lmats), len(KR_COLUMNS)), np.nan)
-    pos = {int(i): j for j, i in enumerate(index)}
+    out = np.full((len(fit), len(lmats), len(KR_COLUMNS)), np.nan)  # by model index
     p = len(fit.coef_names[int(index[0])])
     for ch in design_chunks(fit, index, chunk):
         sigma2 = jnp.asarray(fit.sigma2_array[ch.index])
         beta = jnp.asarray(fit.beta_array[ch.index, :p])
         ing = run_batched(_kr_ingredients_one, struct.kind, struct.shared, jnp.asarray(ch.x), sigma2)
-        rows = [pos[int(i)] for i in ch.index[: ch.n_valid]]
+        valid = ch.index[: ch.n_valid]
         for t, lmat in enumerate(lmats):
             res = _kr_tests(beta, ing, jnp.asarray(lmat))
             table = np.stack([np.asarray(res.f), np.asarray(res.ndf), np.asarray(res.ddf), np.asarray(res.pval)], -1)
-            out[rows, t] = table[: ch.n_valid]
-    return out
+            out[valid, t] = table[: ch.n_valid]
+    return out[index]
 
 
 def anova_test(

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..model.results import MMEstResult
 from .checks import check_same_data, require_fit
-from .structures import model_design
+from .structures import dense_covariance, model_design
 
 
 def _v_inverse_times(fit: MMEstResult, sigma2: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -22,8 +22,7 @@ def _v_inverse_times(fit: MMEstResult, sigma2: np.ndarray, r: np.ndarray) -> np.
         t = np.asarray(engine.rotation.t)
         d = np.asarray(engine.rotation.d)
         return t.T @ ((t @ r) / (sigma2[0] * d + sigma2[1]))
-    covs = fit.problem.components.covariances()
-    v = sum(s * c for s, c in zip(sigma2, covs))
+    v = dense_covariance(fit, sigma2)
     chol = np.linalg.cholesky(0.5 * (v + v.T))
     return np.linalg.solve(chol.T, np.linalg.solve(chol, r))
 

@@ -104,6 +104,11 @@ def model_design(fit: MMEstResult, i: int) -> np.ndarray:
     return mk.designs[i].matrix
 
 
+def dense_covariance(fit: MMEstResult, sigma2) -> np.ndarray:
+    """``V = sum_k sigma2[k] Z_k R_k Z_k'`` (n, n) of the fit's data (NumPy)."""
+    return sum(s * c for s, c in zip(sigma2, fit.problem.components.covariances()))
+
+
 def layout_groups(fit: MMEstResult) -> list[np.ndarray]:
     """Model indices grouped by identical coefficient layout (names and term indices)."""
     groups: dict[tuple, list[int]] = {}
@@ -152,4 +157,13 @@ def run_batched(fn, kind: str, shared: tuple, x, *args):
     return jax.lax.map(lambda packed: one(*packed), (x, *args))
 
 
-__all__ = ["DesignChunk", "Structure", "run_batched", "design_chunks", "layout_groups", "model_design", "quad_for"]
+__all__ = [
+    "DesignChunk",
+    "dense_covariance",
+    "Structure",
+    "run_batched",
+    "design_chunks",
+    "layout_groups",
+    "model_design",
+    "quad_for",
+]

@@ -58,8 +58,7 @@ def information_array(fit: MMEstResult, information: str = "expected", models=No
     struct = structure_of(fit)
     index = np.arange(len(fit)) if models is None else np.asarray(models, dtype=int)
     k = len(fit.component_names)
-    out = np.full((len(index), k, k), np.nan)
-    pos = {int(i): j for j, i in enumerate(index)}
+    out = np.full((len(fit), k, k), np.nan)  # by model index
     for group in layout_groups(fit):
         group = group[np.isin(group, index)]
         if group.size == 0:
@@ -76,17 +75,15 @@ def information_array(fit: MMEstResult, information: str = "expected", models=No
                 fn = _observed_reml if fit.method == "reml" else _observed_ml
                 n = jnp.full((len(ch.index),), struct.n)
                 res = run_batched(fn, struct.kind, struct.shared, x, sigma2, n)
-            rows = [pos[int(i)] for i in ch.index[: ch.n_valid]]
-            out[rows] = np.asarray(res)[: ch.n_valid]
-    return out
+            out[ch.index[: ch.n_valid]] = np.asarray(res)[: ch.n_valid]
+    return out[index]
 
 
 def _mm4lmm_expected(fit: MMEstResult, i: int) -> np.ndarray:
     """MM4LMM 3.0.3's ``MMVcov(information="Expected")`` matrix, dense algebra (see
     ``convention`` in :func:`mmvcov`)."""
     covs = fit.problem.components.covariances()
-    sigma2 = fit.sigma2_array[i]
-    v = sum(s * c for s, c in zip(sigma2, covs))
+    v = sum(s * c for s, c in zip(fit.sigma2_array[i], covs))
     v_inv = np.linalg.inv(v)
     if fit.method == "reml":
         x = model_design(fit, i)

@@ -15,11 +15,13 @@ from .errors import ConvergenceWarning, MissingDataWarning, NumericalError, Rank
 from .inference import anova_test, likelihood_ratio_test, mmblup, mmvcov
 from .model.estimate import mmest
 from .model.results import MMEstResult, ModelFit
+from .gwas import InputError, gwas
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
+    "InputError",
     "MMEstResult",
     "MissingDataWarning",
     "ModelFit",
@@ -28,6 +30,7 @@ __all__ = [
     "anova_test",
     "core",
     "datasets",
+    "gwas",
     "likelihood_ratio_test",
     "mmblup",
     "mmest",

@@ -1,0 +1,142 @@
+"""One block of markers, from allele counts to test results: quality control on the host,
+rotation and exact fits on the device (jit-compiled once per block shape).
+
+The same function serves the single-process scan, each device of a sharded scan and each
+Dask task, so all three give the same numbers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache, partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import betainc, erfc
+
+from ..core.profile_scan import ScanData, scan_markers
+
+#: ``status`` codes of a marker (column ``status`` of the results).
+STATUS = {0: "ok", 1: "all missing", 2: "monomorphic", 3: "collinear with covariates", 4: "not converged"}
+
+
+class Constants(NamedTuple):
+    """What every block of one kinship shares: ``u`` (n, n) eigenvectors (rotation dtype),
+    ``d`` (n,) eigenvalues, ``c_rot`` (c, n) rotated covariates (intercept first), ``y_rot``
+    (t, n) rotated traits, ``null_ml`` (t,) ML log-likelihood of the null model (for the LRT)."""
+
+    u: jnp.ndarray
+    d: jnp.ndarray
+    c_rot: jnp.ndarray
+    y_rot: jnp.ndarray
+    null_ml: jnp.ndarray
+
+
+class BlockQC(NamedTuple):
+    """Host-side summaries per marker: ``n_obs`` genotyped among the analysed, ``af``
+    frequency of the counted allele (a1), ``status`` code before fitting."""
+
+    n_obs: np.ndarray
+    af: np.ndarray
+    status: np.ndarray
+
+
+def impute_block(raw: np.ndarray) -> tuple[np.ndarray, BlockQC]:
+    """Mean-impute missing genotypes per marker (mean over the analysed individuals).
+
+    ``raw`` (n, b) allele counts with NaN; returns the imputed (b, n) float64 matrix (one row
+    per marker) and the per-marker summaries.  All-missing markers become zeros.
+    """
+    missing = np.isnan(raw)
+    n_obs = raw.shape[0] - missing.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_obs > 0, np.nansum(raw, axis=0) / np.maximum(n_obs, 1), 0.0)
+    filled = np.where(missing, mean, raw)
+    spread = filled.max(axis=0) - filled.min(axis=0) if filled.shape[0] else np.zeros(raw.shape[1])
+    status = np.where(n_obs == 0, 1, np.where(spread <= 0, 2, 0)).astype(np.int8)
+    af = np.where(n_obs > 0, mean / 2.0, np.nan)
+    return np.ascontiguousarray(filled.T), BlockQC(n_obs.astype(np.int64), af, status)
+
+
+class BlockFit(NamedTuple):
+    """Device results, each (t, b): see the GWAS output columns."""
+
+    beta: jnp.ndarray
+    se: jnp.ndarray
+    stat: jnp.ndarray
+    p_wald: jnp.ndarray
+    p_chi2: jnp.ndarray
+    sigma2_g: jnp.ndarray
+    sigma2_e: jnp.ndarray
+    loglik: jnp.ndarray
+    n_iter: jnp.ndarray
+    converged: jnp.ndarray
+    finite: jnp.ndarray
+    lrt: jnp.ndarray
+    p_lrt: jnp.ndarray
+
+
+def _fit_block(g, const: Constants, *, lrt: bool, grid_size: int, tol: float, max_iter: int) -> BlockFit:
+    """Rotate a block ``g`` (b, n) and fit every marker for every trait."""
+    g_rot = (g @ const.u).astype(jnp.float64)
+    n = g_rot.shape[1]
+    df = n - const.c_rot.shape[0] - 1
+    kw = dict(grid_size=grid_size, tol=tol, max_iter=max_iter)
+
+    def per_trait(args):
+        y_rot, null_ml = args
+        data = ScanData(const.d, const.c_rot, y_rot)
+        out = scan_markers(g_rot, data, method="reml", **kw)
+        stat = out.wald
+        p_wald = betainc(0.5 * df, 0.5, df / (df + stat))
+        p_chi2 = erfc(jnp.sqrt(0.5 * stat))
+        if lrt:
+            ml = scan_markers(g_rot, data, method="ml", **kw)
+            lrt_stat = jnp.maximum(2.0 * (ml.loglik - null_ml), 0.0)
+            p_lrt = erfc(jnp.sqrt(0.5 * lrt_stat))
+        else:
+            lrt_stat = p_lrt = jnp.full_like(stat, jnp.nan)
+        delta = jnp.exp(out.log_delta)
+        return BlockFit(
+            out.beta, out.se, stat, p_wald, p_chi2, delta * out.sigma2_e, out.sigma2_e, out.loglik,
+            out.n_iter + 1, out.converged, out.finite, lrt_stat, p_lrt,
+        )  # fmt: skip
+
+    return jax.lax.map(per_trait, (const.y_rot, const.null_ml))
+
+
+@lru_cache(maxsize=16)
+def block_program(lrt: bool, grid_size: int, tol: float, max_iter: int, n_devices: int = 1):
+    """The jitted block function for these options; with ``n_devices > 1`` the block's
+    markers are split across the local devices (``shard_map``, one shard per device)."""
+    fn = partial(_fit_block, lrt=lrt, grid_size=grid_size, tol=tol, max_iter=max_iter)
+    if n_devices <= 1:
+        return jax.jit(fn)
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("markers",))
+    const_spec = Constants(*(PartitionSpec() for _ in Constants._fields))
+    out_spec = BlockFit(*(PartitionSpec(None, "markers") for _ in BlockFit._fields))
+    sharded = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec("markers"), const_spec), out_specs=out_spec)
+    return jax.jit(sharded)
+
+
+def finish_block(fit: BlockFit, qc: BlockQC, count: int) -> dict[str, np.ndarray]:
+    """Host arrays of one block (first ``count`` markers), with NaN and a status where a
+    marker could not be fitted.  Every array is (t, count)."""
+    host = {k: np.asarray(v)[:, :count] for k, v in fit._asdict().items()}
+    t = host["beta"].shape[0]
+    status = np.broadcast_to(qc.status[:count], (t, count)).copy()
+    status[(status == 0) & ~host["finite"]] = 3
+    status[(status == 0) & ~host["converged"]] = 4
+    bad = (status != 0) & (status != 4)
+    for key in ("beta", "se", "stat", "p_wald", "p_chi2", "sigma2_g", "sigma2_e", "loglik", "lrt", "p_lrt"):
+        host[key] = np.where(bad, np.nan, host[key])
+    host["n_iter"] = np.where(bad, 0, host["n_iter"])
+    host["converged"] = host["converged"] & ~bad
+    host["status"] = status
+    host["af"] = np.broadcast_to(qc.af[:count], (t, count))
+    host["n_obs"] = np.broadcast_to(qc.n_obs[:count], (t, count))
+    host.pop("finite")
+    return host

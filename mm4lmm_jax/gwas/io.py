@@ -1,0 +1,161 @@
+"""Reading GWAS inputs: genotypes (PLINK 1 .bed/.bim/.fam or an array), phenotype and
+covariate tables, kinship files.  Errors name the file and say what is wrong."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SNP_COLUMNS = ["chr", "snp", "pos", "a1", "a2"]
+
+
+class InputError(ValueError):
+    """A bad input file or argument (the message names it)."""
+
+
+@dataclass
+class GenotypeSource:
+    """Markers to scan, read in blocks.
+
+    ``fid``/``iid`` (n,) individual IDs; ``snps`` a DataFrame with columns chr, snp, pos,
+    a1, a2 (one row per marker).  :meth:`read` returns allele counts (of ``a1``) for the
+    rows ``rows`` and markers ``start:stop`` as a float64 (len(rows), stop - start) array,
+    NaN where missing.
+    """
+
+    fid: np.ndarray
+    iid: np.ndarray
+    snps: pd.DataFrame
+    array: np.ndarray | None = None
+    bed_path: str | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.iid)
+
+    @property
+    def m(self) -> int:
+        return len(self.snps)
+
+    def read(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        if self.array is not None:
+            return np.asarray(self.array[rows, start:stop], dtype=np.float64)
+        from bed_reader import open_bed
+
+        with open_bed(self.bed_path, iid_count=self.n, sid_count=self.m, num_threads=1) as bed:
+            return bed.read(index=np.s_[rows, start:stop], dtype="float64", order="F")
+
+    def spec(self) -> dict:
+        """What a remote worker needs to read the same markers (bed path, or None)."""
+        return {"bed_path": self.bed_path, "n": self.n, "m": self.m}
+
+
+def _need(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} file not found: {p}")
+    return p
+
+
+def open_plink(prefix: str | os.PathLike) -> GenotypeSource:
+    """A PLINK 1 binary file set ``PREFIX.bed/.bim/.fam`` (allele counts of A1, the bim's 5th column)."""
+    prefix = str(prefix)
+    for ext in (".bed", ".bim", ".fam"):
+        if prefix.endswith(ext):
+            prefix = prefix[: -len(ext)]
+    bed, bim, fam = (_need(prefix + ext, f"PLINK {ext}") for ext in (".bed", ".bim", ".fam"))
+    try:
+        fam_df = pd.read_csv(fam, sep=r"\s+", header=None, dtype=str)
+        bim_df = pd.read_csv(bim, sep=r"\s+", header=None, dtype=str)
+    except Exception as err:  # pandas raises several types
+        raise InputError(f"cannot read {fam} / {bim}: {err}") from err
+    if fam_df.shape[1] < 2:
+        raise InputError(f"{fam}: expected at least 2 columns (FID IID ...), got {fam_df.shape[1]}")
+    if bim_df.shape[1] != 6:
+        raise InputError(f"{bim}: expected 6 columns (chr snp cM pos a1 a2), got {bim_df.shape[1]}")
+    n, m = len(fam_df), len(bim_df)
+    expected = 3 + ((n + 3) // 4) * m
+    with open(bed, "rb") as fh:
+        magic = fh.read(3)
+    if magic[:2] != b"\x6c\x1b" or magic[2:3] != b"\x01":
+        raise InputError(f"{bed}: not a SNP-major PLINK 1 .bed file (bad magic bytes)")
+    if bed.stat().st_size != expected:
+        raise InputError(
+            f"{bed}: {bed.stat().st_size} bytes, expected {expected} for {n} individuals (.fam) x {m} markers (.bim)"
+        )
+    snps = pd.DataFrame(
+        {
+            "chr": bim_df[0].to_numpy(),
+            "snp": bim_df[1].to_numpy(),
+            "pos": pd.to_numeric(bim_df[3], errors="coerce").astype("Int64").to_numpy(),
+            "a1": bim_df[4].to_numpy(),
+            "a2": bim_df[5].to_numpy(),
+        }
+    )
+    return GenotypeSource(fam_df[0].to_numpy(), fam_df[1].to_numpy(), snps, bed_path=str(bed))
+
+
+def array_source(genotypes, snp_names=None, sample_ids=None) -> GenotypeSource:
+    """An in-memory (n, m) genotype matrix (allele counts, NaN for missing); a DataFrame's
+    columns name the markers and its index the individuals."""
+    if isinstance(genotypes, pd.DataFrame):
+        snp_names = list(genotypes.columns) if snp_names is None else snp_names
+        sample_ids = genotypes.index.to_numpy() if sample_ids is None else sample_ids
+        genotypes = genotypes.to_numpy(dtype=float)
+    arr = np.asarray(genotypes, dtype=float)
+    if arr.ndim != 2:
+        raise InputError(f"genotypes must be an (n, m) matrix, got shape {arr.shape}")
+    n, m = arr.shape
+    names = np.asarray(snp_names if snp_names is not None else [f"m{j + 1}" for j in range(m)], dtype=object)
+    if names.size != m:
+        raise InputError(f"{names.size} marker names for {m} markers")
+    iid = np.asarray(sample_ids if sample_ids is not None else np.arange(1, n + 1).astype(str), dtype=object)
+    snps = pd.DataFrame({"chr": ["0"] * m, "snp": names, "pos": np.arange(1, m + 1), "a1": "A1", "a2": "A2"})
+    return GenotypeSource(iid.copy(), iid, snps, array=arr)
+
+
+def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    """A tab/space-separated table with a header whose first two columns are FID and IID;
+    ``NA``, ``-9`` and empty cells are missing.  Returns a frame indexed by (FID, IID)."""
+    p = _need(path, what)
+    try:
+        df = pd.read_csv(p, sep=r"\s+", dtype={0: str, 1: str}, na_values=["NA", "-9", "nan", "NaN", "."])
+    except Exception as err:
+        raise InputError(f"cannot read {what} file {p}: {err}") from err
+    if df.shape[1] < 3:
+        raise InputError(f"{what} file {p}: expected a header 'FID IID <columns>', got {list(df.columns)}")
+    cols = [str(c).upper() for c in df.columns[:2]]
+    if cols != ["FID", "IID"]:
+        raise InputError(f"{what} file {p}: the first two columns must be FID and IID, got {list(df.columns[:2])}")
+    df = df.rename(columns={df.columns[0]: "FID", df.columns[1]: "IID"})
+    df["FID"] = df["FID"].astype(str)
+    df["IID"] = df["IID"].astype(str)
+    if df.duplicated(["FID", "IID"]).any():
+        dup = df.loc[df.duplicated(["FID", "IID"]), "IID"].iloc[0]
+        raise InputError(f"{what} file {p}: individual {dup!r} appears twice")
+    df = df.set_index(["FID", "IID"])
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise InputError(f"{what} file {p}: column(s) {bad} are not numeric")
+    return df.astype(float)
+
+
+def read_kinship(path: str | os.PathLike, n: int) -> np.ndarray:
+    """An (n, n) kinship: ``.npy``, or GEMMA's text format (n rows of n numbers, no header,
+    rows in .fam order)."""
+    p = _need(path, "kinship")
+    try:
+        k = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=float, ndmin=2)
+    except Exception as err:
+        raise InputError(f"cannot read kinship file {p}: {err}") from err
+    if k.shape != (n, n):
+        raise InputError(f"kinship file {p}: shape {k.shape}, expected ({n}, {n}) (rows in .fam order)")
+    if not np.all(np.isfinite(k)):
+        raise InputError(f"kinship file {p}: non-finite values")
+    if not np.allclose(k, k.T, atol=1e-8 * max(1.0, np.abs(k).max())):
+        raise InputError(f"kinship file {p}: the matrix is not symmetric")
+    return 0.5 * (k + k.T)

@@ -1,0 +1,431 @@
+"""``gwas()``: exact two-component marker scans (kinship + error, ReML), streamed from PLINK
+files or arrays, with LOCO kinships, several traits, local devices and Dask workers."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..core.profile_scan import DELTA_BOUNDS, ScanData, null_fit
+from .block import STATUS, Constants, block_program, finish_block, impute_block
+from .io import SNP_COLUMNS, GenotypeSource, InputError, array_source, open_plink, read_kinship, read_table
+from .kinship import GrmSum, contiguous_runs, grm
+
+#: Median of the chi-square distribution with 1 df (for the genomic inflation factor).
+CHI2_1_MEDIAN = 0.4549364231195724
+
+RESULT_COLUMNS = [
+    *SNP_COLUMNS,
+    "af",
+    "n",
+    "n_miss",
+    "beta",
+    "se",
+    "stat",
+    "p_wald",
+    "p_chi2",
+    "lrt",
+    "p_lrt",
+    "sigma2_g",
+    "sigma2_e",
+    "h2",
+    "loglik",
+    "n_iter",
+    "converged",
+    "status",
+]
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Static options of a scan (hashable: they select the compiled program)."""
+
+    lrt: bool = False
+    grid_size: int = 41
+    tol: float = 1e-5
+    max_iter: int = 30
+    rotation_dtype: str = "float32"
+
+
+def _genotype_source(genotypes, sample_ids) -> GenotypeSource:
+    if isinstance(genotypes, GenotypeSource):
+        return genotypes
+    if isinstance(genotypes, (str, os.PathLike)):
+        return open_plink(genotypes)
+    return array_source(genotypes, sample_ids=sample_ids)
+
+
+def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None) -> tuple[pd.DataFrame, int]:
+    """A table of ``what`` as a frame with one row per genotyped individual (source order,
+    NaN where absent), its columns restricted to ``names``; and how many of its individuals
+    are not among the genotyped."""
+    n = source.n
+    key_source = pd.MultiIndex.from_arrays([source.fid.astype(str), source.iid.astype(str)])
+    if isinstance(table, (str, os.PathLike)):
+        frame = read_table(table, what)
+        label = f"{what} file {table}"
+    elif isinstance(table, pd.DataFrame) and {"FID", "IID"} <= set(table.columns):
+        frame = table.assign(FID=table["FID"].astype(str), IID=table["IID"].astype(str)).set_index(["FID", "IID"])
+        label = what
+    elif isinstance(table, (pd.DataFrame, pd.Series)) and not isinstance(table.index, pd.RangeIndex):
+        frame = table.to_frame() if isinstance(table, pd.Series) else table
+        ids = frame.index.astype(str)
+        if not ids.isin(source.iid.astype(str)).any():
+            raise InputError(f"no individual of the {what} table matches the genotype IDs (index holds IIDs)")
+        frame = frame.set_axis(pd.MultiIndex.from_arrays([ids, ids]))
+        key_source = pd.MultiIndex.from_arrays([source.iid.astype(str), source.iid.astype(str)])
+        label = what
+    else:
+        arr = table.to_numpy(dtype=float) if isinstance(table, (pd.DataFrame, pd.Series)) else np.asarray(table, float)
+        arr = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
+        if arr.shape[0] != n:
+            raise InputError(f"{what}: {arr.shape[0]} rows for {n} genotyped individuals")
+        cols = list(table.columns) if isinstance(table, pd.DataFrame) else None
+        if isinstance(table, pd.Series):
+            cols = [table.name if table.name is not None else what]
+        cols = cols or ([what] if arr.shape[1] == 1 else [f"{what}{j + 1}" for j in range(arr.shape[1])])
+        return pd.DataFrame(arr, columns=[str(c) for c in cols]), 0
+    if names:
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            raise InputError(f"{label}: no column(s) {missing}; columns are {list(frame.columns)}")
+        frame = frame[list(names)]
+    frame = frame.apply(pd.to_numeric, errors="coerce")
+    overlap = frame.index.isin(key_source)
+    if not overlap.any():
+        raise InputError(f"{label}: no individual matches the genotype file's FID/IID")
+    aligned = frame[~frame.index.duplicated()].reindex(key_source)
+    return aligned.reset_index(drop=True), int((~overlap).sum())
+
+
+def _design(covar: pd.DataFrame | None, keep: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    n = int(keep.sum())
+    cols = [np.ones(n)]
+    names = ["intercept"]
+    if covar is not None:
+        cols += [covar[c].to_numpy(float)[keep] for c in covar.columns]
+        names += list(covar.columns)
+    x = np.column_stack(cols)
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        raise InputError(
+            f"the covariates {names[1:]} are collinear with each other or with the intercept, which is always added"
+        )
+    return x, names
+
+
+def _kinship_groups(kinship, source: GenotypeSource, rows: np.ndarray, loco: bool, block: int, progress: bool):
+    """``[(label, marker indices, K)]``: one kinship for all markers, or one per chromosome."""
+    m = source.m
+    chrom = source.snps["chr"].astype(str).to_numpy()
+    if kinship is not None:
+        if loco:
+            raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
+        if isinstance(kinship, (str, os.PathLike)):
+            k = read_kinship(kinship, source.n)
+        else:
+            k = np.asarray(kinship, dtype=float)
+            if k.shape != (source.n, source.n):
+                raise InputError(f"kinship: shape {k.shape}, expected ({source.n}, {source.n}) (genotype order)")
+            if not np.all(np.isfinite(k)):
+                raise InputError("kinship: non-finite values")
+        return [("all", np.arange(m), lambda: k[np.ix_(rows, rows)], "given")]
+    bar = _bar(m if not loco else 2 * m, progress, "kinship (GRM)")
+    update = bar.update if bar is not None else None
+    total = grm(source, rows, np.arange(m), block, update)
+    if not loco:
+        if bar is not None:
+            bar.close()
+        return [("all", np.arange(m), total.matrix, "standardised GRM of all markers")]
+    groups = []
+    for c in pd.unique(chrom):
+        idx = np.flatnonzero(chrom == c)
+
+        def loco_matrix(idx=idx):
+            part = grm(source, rows, idx, block, update)
+            rest = GrmSum(len(rows))
+            rest.total = total.total - part.total
+            rest.count = total.count - part.count
+            return rest.matrix()
+
+        groups.append((c, idx, loco_matrix, f"standardised GRM without chromosome {c}"))
+    return groups
+
+
+def _bar(total: int, progress: bool, desc: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="marker", desc=desc, unit_scale=True)
+
+
+def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions):
+    """Eigendecomposition, rotated design and traits, null fits (REML for the report, ML for the LRT)."""
+    d, u = np.linalg.eigh(k)
+    d = np.clip(d, 0.0, None)
+    c_rot = u.T @ x
+    y_rot = u.T @ y
+    nulls = []
+    for j in range(y.shape[1]):
+        data = ScanData(jnp.asarray(d), jnp.asarray(c_rot.T), jnp.asarray(y_rot[:, j]))
+        reml = _null_program("reml", opts.grid_size)(data)
+        ml = _null_program("ml", opts.grid_size)(data)
+        nulls.append((reml, ml))
+    const = Constants(
+        u=jnp.asarray(u, dtype=opts.rotation_dtype),
+        d=jnp.asarray(d),
+        c_rot=jnp.asarray(c_rot.T),
+        y_rot=jnp.asarray(y_rot.T),
+        null_ml=jnp.asarray([float(ml.loglik[0]) for _, ml in nulls]),
+    )
+    return const, d, nulls
+
+
+_NULL_PROGRAMS: dict = {}
+
+
+def _null_program(method: str, grid_size: int):
+    key = (method, grid_size)
+    if key not in _NULL_PROGRAMS:
+        _NULL_PROGRAMS[key] = jax.jit(lambda data: null_fit(data, method=method, grid_size=grid_size))
+    return _NULL_PROGRAMS[key]
+
+
+def _padded_block(g: np.ndarray, size: int, dtype) -> np.ndarray:
+    if g.shape[0] < size:
+        g = np.concatenate([g, np.zeros((size - g.shape[0], g.shape[1]))])
+    return g.astype(dtype, copy=False)
+
+
+def _run_local(source, rows, runs, const, opts, block_size, n_devices, bar):
+    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, n_devices)
+    out = []
+    pending = None
+    for start, stop in runs:
+        g, qc = impute_block(source.read(rows, start, stop))
+        fit = program(jnp.asarray(_padded_block(g, block_size, opts.rotation_dtype)), const)  # async dispatch
+        if pending is not None:
+            out.append(finish_block(*pending))
+            if bar is not None:
+                bar.update(pending[2])
+        pending = (fit, qc, stop - start)
+    if pending is not None:
+        out.append(finish_block(*pending))
+        if bar is not None:
+            bar.update(pending[2])
+    return out
+
+
+def _remote_block(spec, array_block, rows, start, stop, const_host, opts: ScanOptions, block_size: int):
+    """A Dask task: read (or take) one block, fit it, return host arrays and QC."""
+    jax.config.update("jax_enable_x64", True)
+    if array_block is None:
+        src = GenotypeSource(np.zeros(spec["n"]), np.zeros(spec["n"]), pd.DataFrame(index=range(spec["m"])),
+                             bed_path=spec["bed_path"])  # fmt: skip
+        raw = src.read(rows, start, stop)
+    else:
+        raw = array_block
+    g, qc = impute_block(raw)
+    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1)
+    const = Constants(*(jnp.asarray(a) for a in const_host))
+    fit = program(jnp.asarray(_padded_block(g, block_size, opts.rotation_dtype)), const)
+    return finish_block(fit, qc, stop - start)
+
+
+def _run_dask(client, source, rows, runs, const, opts, block_size, bar):
+    const_host = [np.asarray(a) for a in const]
+    const_future = client.scatter(const_host, broadcast=True)
+    futures = []
+    for start, stop in runs:
+        block = None if source.bed_path else source.read(rows, start, stop)
+        futures.append(
+            client.submit(
+                _remote_block, source.spec(), block, rows, start, stop, const_future, opts, block_size, pure=False
+            )
+        )
+    from distributed import as_completed
+
+    for fut in as_completed(futures):
+        if bar is not None:
+            bar.update(runs[futures.index(fut)][1] - runs[futures.index(fut)][0])
+    return [f.result() for f in futures]
+
+
+def gwas(
+    phenotypes,
+    genotypes,
+    kinship=None,
+    covariates=None,
+    *,
+    pheno_names: Sequence[str] | None = None,
+    covar_names: Sequence[str] | None = None,
+    loco: bool = False,
+    lrt: bool = False,
+    chunk_size: int = 2048,
+    rotation_dtype: str = "float32",
+    grid_size: int = 41,
+    tol: float = 1e-5,
+    max_iter: int = 30,
+    devices: int | None = None,
+    client=None,
+    progress: bool = True,
+    sample_ids: Sequence | None = None,
+) -> pd.DataFrame:
+    """Exact mixed-model marker scan: for every marker (and trait), the ReML fit of
+    ``y = C a + g b + u + e``, ``u ~ N(0, sigma2_g K)``, ``e ~ N(0, sigma2_e I)``, and the
+    Wald test of ``b = 0`` (optionally the likelihood-ratio test from ML fits).
+
+    Parameters
+    ----------
+    phenotypes : a file (tab/space separated, header ``FID IID <traits>``), a DataFrame with
+        FID/IID columns or IIDs as index (else rows in genotype order), a Series or an
+        (n,) / (n, t) array in genotype order.  Several traits share one rotation.
+    genotypes : a PLINK 1 prefix (``.bed/.bim/.fam``; allele counts of A1, streamed in blocks
+        of ``chunk_size`` markers) or an (n, m) array / DataFrame of allele counts (NaN missing).
+    kinship : None (standardised GRM from the genotypes), an (n, n) array in genotype order,
+        or a file (GEMMA's n x n text, or ``.npy``).
+    covariates : like ``phenotypes``; an intercept is always added.
+    pheno_names, covar_names : columns to use (default all).
+    loco : leave one chromosome out: markers of each chromosome are tested with a kinship
+        built from the other chromosomes (one GRM and one eigendecomposition per chromosome).
+    lrt : also fit every marker model by ML and report the likelihood-ratio test.
+    chunk_size : markers per block (memory grows with it, not with m).
+    rotation_dtype : ``"float32"`` (default; the rotation ``U'g`` at twice the speed, p-values
+        within 1e-4 in log10 of float64, see ``bench/README.md``) or ``"float64"``.
+    grid_size, tol, max_iter : the optimiser (``delta = sigma2_g / sigma2_e`` in
+        ``[1e-5, 1e5]`` as GEMMA; ``tol`` bounds the last Newton step in ``log delta``).
+    devices : local JAX devices to split each block over (default: all).
+    client : a ``dask.distributed.Client``: blocks become tasks on its workers.
+    progress : show progress bars (tqdm).
+    sample_ids : IDs of the rows of an array ``genotypes`` (to match tables by IID).
+
+    Returns
+    -------
+    DataFrame with one row per marker (and trait; column ``trait`` when several): chr, snp,
+    pos, a1, a2, af (frequency of a1 among the analysed), n (analysed), n_miss (imputed),
+    beta, se, stat (Wald, ``(beta/se)^2``), p_wald (F(1, n - p) as GEMMA), p_chi2 (chi-square(1),
+    as MM4LMM's AnovaTest), lrt, p_lrt (NaN unless ``lrt``), sigma2_g, sigma2_e, h2
+    (``sigma2_g tr(K)/n`` over the total), loglik (ReML, 2 pi included), n_iter (exact
+    evaluations), converged, status (``ok``, ``all missing``, ``monomorphic``, ``collinear
+    with covariates``, ``not converged``; not ``ok`` means NaN results).  ``attrs`` holds
+    the metadata: individuals analysed and dropped, imputation, kinship, null models, and
+    the genomic inflation ``lambda_gc`` per trait.
+    """
+    opts = ScanOptions(bool(lrt), int(grid_size), float(tol), int(max_iter), str(np.dtype(rotation_dtype)))
+    if opts.rotation_dtype not in ("float32", "float64"):
+        raise ValueError(f"rotation_dtype must be 'float32' or 'float64', got {rotation_dtype!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    source = _genotype_source(genotypes, sample_ids)
+    pheno, pheno_extra = _align(phenotypes, source, "phenotype", pheno_names)
+    covar, covar_extra = (None, 0) if covariates is None else _align(covariates, source, "covariate", covar_names)
+    keep = pheno.notna().all(axis=1).to_numpy().copy()
+    if covar is not None:
+        keep &= covar.notna().all(axis=1).to_numpy()
+    rows = np.flatnonzero(keep)
+    n = rows.size
+    x, covar_cols = _design(covar, keep)
+    if n <= x.shape[1] + 2:
+        raise InputError(f"{n} individuals with a phenotype and covariates: too few for {x.shape[1] + 1} fixed effects")
+    y = pheno.to_numpy(float)[keep]
+    traits = [str(c) for c in pheno.columns]
+
+    n_dev = devices if devices is not None else jax.local_device_count()
+    n_dev = max(1, min(int(n_dev), jax.local_device_count()))
+    unit = 64 * n_dev
+    block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
+
+    groups = _kinship_groups(kinship, source, rows, loco, block_size, progress)
+    bar = _bar(source.m, progress, "gwas")
+    parts: list[tuple[np.ndarray, dict]] = []
+    nulls_meta: dict = {}
+    try:
+        for label, idx, kin_fn, kin_desc in groups:
+            k = kin_fn()
+            const, d, nulls = _constants(k, x, y, opts)
+            mean_d = float(np.mean(d))
+            for trait, (reml, _) in zip(traits, nulls):
+                s2e = float(reml.sigma2_e[0])
+                s2g = float(np.exp(reml.log_delta[0])) * s2e
+                nulls_meta.setdefault(trait, {})[label] = {
+                    "sigma2_g": s2g,
+                    "sigma2_e": s2e,
+                    "h2": s2g * mean_d / (s2g * mean_d + s2e),
+                    "loglik": float(reml.loglik[0]),
+                }
+            runs = contiguous_runs(idx, block_size)
+            if client is not None:
+                blocks = _run_dask(client, source, rows, runs, const, opts, block_size, bar)
+            else:
+                blocks = _run_local(source, rows, runs, const, opts, block_size, n_dev, bar)
+            for (start, stop), blk in zip(runs, blocks):
+                blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
+                parts.append((np.arange(start, stop), blk))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    frame = _assemble(source, rows, parts, traits)
+    frame.attrs.update(
+        n_analysed=n,
+        n_dropped_missing=int(source.n - n - 0),
+        n_phenotyped_not_genotyped=pheno_extra,
+        n_covariates_not_genotyped=covar_extra,
+        covariates=covar_cols,
+        imputation="missing genotypes mean-imputed per marker over the analysed individuals; af over them too",
+        kinship=[g[3] for g in groups] if loco else groups[0][3],
+        loco=loco,
+        null_models=nulls_meta,
+        rotation_dtype=opts.rotation_dtype,
+        lambda_gc={t: genomic_inflation(frame.loc[frame["trait"] == t, "stat"]) for t in traits}
+        if "trait" in frame
+        else {traits[0]: genomic_inflation(frame["stat"])},
+    )
+    if n < source.n:
+        warnings.warn(
+            f"{source.n - n} of {source.n} genotyped individuals dropped (missing phenotype or covariate); "
+            f"{n} analysed",
+            stacklevel=2,
+        )
+    return frame
+
+
+def genomic_inflation(stat) -> float:
+    """``median(chi2 statistics) / median(chi2_1)`` over the finite statistics."""
+    s = np.asarray(stat, dtype=float)
+    s = s[np.isfinite(s)]
+    return float(np.median(s) / CHI2_1_MEDIAN) if s.size else float("nan")
+
+
+def _assemble(source: GenotypeSource, rows, parts, traits) -> pd.DataFrame:
+    order = np.concatenate([p[0] for p in parts])
+    cat = {k: np.concatenate([p[1][k] for p in parts], axis=1) for k in parts[0][1]}
+    perm = np.argsort(order, kind="stable")
+    order = order[perm]
+    cat = {k: v[:, perm] for k, v in cat.items()}
+    snps = source.snps.iloc[order].reset_index(drop=True)
+    frames = []
+    for j, trait in enumerate(traits):
+        f = snps.copy()
+        f.insert(len(f.columns), "af", cat["af"][j])
+        f["n"] = len(rows)
+        f["n_miss"] = len(rows) - cat["n_obs"][j]
+        if len(traits) > 1:
+            f["trait"] = trait
+        for key in RESULT_COLUMNS[len(SNP_COLUMNS) + 3 :]:
+            if key == "status":
+                f[key] = pd.Categorical.from_codes(cat["status"][j], categories=list(STATUS.values()))
+            else:
+                f[key] = cat[key][j]
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+__all__ = ["DELTA_BOUNDS", "RESULT_COLUMNS", "ScanOptions", "genomic_inflation", "gwas"]

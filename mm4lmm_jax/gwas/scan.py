@@ -175,8 +175,8 @@ def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions):
     nulls = []
     for j in range(y.shape[1]):
         data = ScanData(jnp.asarray(d), jnp.asarray(c_rot.T), jnp.asarray(y_rot[:, j]))
-        reml = _null_program("reml", opts.grid_size)(data)
-        ml = _null_program("ml", opts.grid_size)(data)
+        reml = null_fit(data, method="reml", grid_size=opts.grid_size)
+        ml = null_fit(data, method="ml", grid_size=opts.grid_size)
         nulls.append((reml, ml))
     const = Constants(
         u=jnp.asarray(u, dtype=opts.rotation_dtype),
@@ -186,16 +186,6 @@ def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions):
         null_ml=jnp.asarray([float(ml.loglik[0]) for _, ml in nulls]),
     )
     return const, d, nulls
-
-
-_NULL_PROGRAMS: dict = {}
-
-
-def _null_program(method: str, grid_size: int):
-    key = (method, grid_size)
-    if key not in _NULL_PROGRAMS:
-        _NULL_PROGRAMS[key] = jax.jit(lambda data: null_fit(data, method=method, grid_size=grid_size))
-    return _NULL_PROGRAMS[key]
 
 
 def _padded_block(g: np.ndarray, size: int, dtype) -> np.ndarray:

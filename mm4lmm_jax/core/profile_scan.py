@@ -35,10 +35,12 @@ LAPACK call.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import jet
 
 from .likelihood import LOG_2PI
@@ -519,6 +521,24 @@ def scan_markers(
     return ScanOutput(*(x.reshape(b, *x.shape[2:]) for x in parts))
 
 
+@partial(jax.jit, static_argnames="method")
+def _null_nodes(grid, x, data: ScanData, method: str):
+    n = x.shape[1]
+    e = exact_sums(grid, jnp.broadcast_to(x, (grid.shape[0], n)), data, orders=1)
+    return _loglik_of(e[:, 0], n, data.c_rot.shape[0], method)[0]
+
+
+@partial(jax.jit, static_argnames="method")
+def _null_point(t, x, data: ScanData, method: str):
+    ll, d1, d2 = _derivatives(exact_sums(t, x, data), x.shape[1], data.c_rot.shape[0], method)
+    return ll[0], d1[0], d2[0]
+
+
+@partial(jax.jit, static_argnames="method")
+def _null_estimates(t, x, data: ScanData, method: str):
+    return _estimates(exact_sums(t, x, data, orders=1)[:, 0], x.shape[1], data.c_rot.shape[0], method)
+
+
 def null_fit(
     data: ScanData,
     *,
@@ -530,36 +550,33 @@ def null_fit(
 ) -> ScanOutput:
     """Fit of the covariates-only model (one row), the last covariate in the marker's place.
 
-    Runs eagerly (no compilation of its own): exact evaluations on the grid, then damped
-    Newton iterations from the best node in a Python loop (one model: a few evaluations).
+    Exact evaluations on the grid, then damped Newton iterations from the best node in a
+    Python loop (one model: a few evaluations, each a small compiled call).
     """
     if data.c_rot.shape[0] < 1:
         raise ValueError("the null model needs at least one covariate (the intercept)")
-    n = data.d.shape[0]
     reduced = ScanData(data.d, data.c_rot[:-1], data.y_rot)
-    c = reduced.c_rot.shape[0]
     x = data.c_rot[-1:]
     lower, upper = math.log(bounds[0]), math.log(bounds[1])
     grid = make_grid(grid_size, bounds, x.dtype)
     h = float(grid[1] - grid[0])
-    e_nodes = exact_sums(grid, jnp.broadcast_to(x, (grid_size, n)), reduced, orders=1)
-    ll_nodes = jnp.where(jnp.isfinite(ll := _loglik_of(e_nodes[:, 0], n, c, method)[0]), ll, -jnp.inf)
-    t = float(grid[int(jnp.argmax(ll_nodes))])
+    ll_nodes = np.asarray(_null_nodes(grid, x, reduced, method))
+    ll_nodes = np.where(np.isfinite(ll_nodes), ll_nodes, -np.inf)
+    t = float(grid[int(np.argmax(ll_nodes))])
     t_acc, ll_acc, converged, it = t, -math.inf, False, 0
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-        e3 = exact_sums(jnp.asarray([t]), x, reduced)
-        ll, d1, d2 = (float(v[0]) for v in _derivatives(e3, n, c, method))
+        ll, d1, d2 = (float(v) for v in _null_point(jnp.asarray([t]), x, reduced, method))
         if ll < ll_acc - 1e-12 * abs(ll_acc):
             t = 0.5 * (t + t_acc)
             continue
         t_acc, ll_acc = t, ll
-        step = float(_newton_step(jnp.asarray(d1), jnp.asarray(d2), h))
+        step = float(_newton_step(np.float64(d1), np.float64(d2), h))
         at_bound = (t <= lower and d1 <= 0) or (t >= upper and d1 >= 0)
         if abs(step) < tol or at_bound or not math.isfinite(ll):
             converged = math.isfinite(ll)
             break
         t = min(max(t + step, lower), upper)
     t = t_acc
-    ll, beta, se, sigma2_e = _estimates(exact_sums(jnp.asarray([t]), x, reduced, orders=1)[:, 0], n, c, method)
+    ll, beta, se, sigma2_e = _null_estimates(jnp.asarray([t]), x, reduced, method)
     one = lambda v: jnp.atleast_1d(jnp.asarray(v))  # noqa: E731
     return ScanOutput(one(t), ll, beta, se, (beta / se) ** 2, sigma2_e, one(it), one(converged), jnp.isfinite(ll))

@@ -45,18 +45,22 @@ class BlockQC(NamedTuple):
 def impute_block(raw: np.ndarray) -> tuple[np.ndarray, BlockQC]:
     """Mean-impute missing genotypes per marker (mean over the analysed individuals).
 
-    ``raw`` (n, b) allele counts with NaN; returns the imputed (b, n) float64 matrix (one row
-    per marker) and the per-marker summaries.  All-missing markers become zeros.
+    ``raw`` (n, b) allele counts with NaN (float32 or float64); returns the imputed (b, n)
+    matrix of the same dtype (one row per marker) and the per-marker summaries (sums and
+    means in float64).  All-missing markers become zeros.
     """
-    missing = np.isnan(raw)
-    n_obs = raw.shape[0] - missing.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n_obs > 0, np.nansum(raw, axis=0) / np.maximum(n_obs, 1), 0.0)
-    filled = np.where(missing, mean, raw)
-    spread = filled.max(axis=0) - filled.min(axis=0) if filled.shape[0] else np.zeros(raw.shape[1])
+    filled = raw.T.copy()  # (b, n), C order: one marker per row
+    missing = np.isnan(filled)
+    n_obs = filled.shape[1] - missing.sum(axis=1)
+    filled[missing] = 0
+    total = filled.sum(axis=1, dtype=np.float64)
+    mean = np.where(n_obs > 0, total / np.maximum(n_obs, 1), 0.0)
+    if missing.any():
+        filled[missing] = np.broadcast_to(mean[:, None], filled.shape)[missing]
+    spread = filled.max(axis=1) - filled.min(axis=1) if filled.shape[1] else np.zeros(filled.shape[0])
     status = np.where(n_obs == 0, 1, np.where(spread <= 0, 2, 0)).astype(np.int8)
     af = np.where(n_obs > 0, mean / 2.0, np.nan)
-    return np.ascontiguousarray(filled.T), BlockQC(n_obs.astype(np.int64), af, status)
+    return filled, BlockQC(n_obs.astype(np.int64), af, status)
 
 
 class BlockFit(NamedTuple):

@@ -23,8 +23,8 @@ class GenotypeSource:
 
     ``fid``/``iid`` (n,) individual IDs; ``snps`` a DataFrame with columns chr, snp, pos,
     a1, a2 (one row per marker).  :meth:`read` returns allele counts (of ``a1``) for the
-    rows ``rows`` and markers ``start:stop`` as a float64 (len(rows), stop - start) array,
-    NaN where missing.
+    rows ``rows`` and markers ``start:stop`` as a (len(rows), stop - start) array of
+    ``dtype`` (float64 or float32: the counts 0/1/2 are exact in both), NaN where missing.
     """
 
     fid: np.ndarray
@@ -41,13 +41,13 @@ class GenotypeSource:
     def m(self) -> int:
         return len(self.snps)
 
-    def read(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+    def read(self, rows: np.ndarray, start: int, stop: int, dtype: str = "float64") -> np.ndarray:
         if self.array is not None:
-            return np.asarray(self.array[rows, start:stop], dtype=np.float64)
+            return np.asarray(self.array[rows, start:stop], dtype=dtype)
         from bed_reader import open_bed
 
-        with open_bed(self.bed_path, iid_count=self.n, sid_count=self.m, num_threads=1) as bed:
-            return bed.read(index=np.s_[rows, start:stop], dtype="float64", order="F")
+        with open_bed(self.bed_path, iid_count=self.n, sid_count=self.m) as bed:
+            return bed.read(index=np.s_[rows, start:stop], dtype=dtype, order="F")
 
     def spec(self) -> dict:
         """What a remote worker needs to read the same markers (bed path, or None)."""
@@ -149,7 +149,10 @@ def read_kinship(path: str | os.PathLike, n: int) -> np.ndarray:
     rows in .fam order)."""
     p = _need(path, "kinship")
     try:
-        k = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=float, ndmin=2)
+        if p.suffix == ".npy":
+            k = np.load(p)
+        else:
+            k = pd.read_csv(p, sep=r"\s+", header=None, dtype=float, engine="c").to_numpy()
     except Exception as err:
         raise InputError(f"cannot read kinship file {p}: {err}") from err
     if k.shape != (n, n):

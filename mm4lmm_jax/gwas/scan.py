@@ -49,7 +49,7 @@ class ScanOptions:
 
     lrt: bool = False
     grid_size: int = 41
-    tol: float = 1e-6
+    tol: float = 1e-4
     max_iter: int = 30
     rotation_dtype: str = "float32"
 
@@ -190,7 +190,7 @@ def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions):
 
 def _padded_block(g: np.ndarray, size: int, dtype) -> np.ndarray:
     if g.shape[0] < size:
-        g = np.concatenate([g, np.zeros((size - g.shape[0], g.shape[1]))])
+        g = np.concatenate([g, np.zeros((size - g.shape[0], g.shape[1]), g.dtype)])
     return g.astype(dtype, copy=False)
 
 
@@ -199,7 +199,7 @@ def _run_local(source, rows, runs, const, opts, block_size, n_devices, bar):
     out = []
     pending = None
     for start, stop in runs:
-        g, qc = impute_block(source.read(rows, start, stop))
+        g, qc = impute_block(source.read(rows, start, stop, opts.rotation_dtype))
         fit = program(jnp.asarray(_padded_block(g, block_size, opts.rotation_dtype)), const)  # async dispatch
         if pending is not None:
             out.append(finish_block(*pending))
@@ -219,7 +219,7 @@ def _remote_block(spec, array_block, rows, start, stop, const_host, opts: ScanOp
     if array_block is None:
         src = GenotypeSource(np.zeros(spec["n"]), np.zeros(spec["n"]), pd.DataFrame(index=range(spec["m"])),
                              bed_path=spec["bed_path"])  # fmt: skip
-        raw = src.read(rows, start, stop)
+        raw = src.read(rows, start, stop, opts.rotation_dtype)
     else:
         raw = array_block
     g, qc = impute_block(raw)
@@ -234,7 +234,7 @@ def _run_dask(client, source, rows, runs, const, opts, block_size, bar):
     const_future = client.scatter(const_host, broadcast=True)
     futures = []
     for start, stop in runs:
-        block = None if source.bed_path else source.read(rows, start, stop)
+        block = None if source.bed_path else source.read(rows, start, stop, opts.rotation_dtype)
         futures.append(
             client.submit(
                 _remote_block, source.spec(), block, rows, start, stop, const_future, opts, block_size, pure=False
@@ -261,7 +261,7 @@ def gwas(
     chunk_size: int = 2048,
     rotation_dtype: str = "float32",
     grid_size: int = 41,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
     max_iter: int = 30,
     devices: int | None = None,
     client=None,

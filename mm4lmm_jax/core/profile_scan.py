@@ -466,12 +466,15 @@ def refine(g_rot, e_grid, data: ScanData, grid, *, method: str, tol: float, max_
     # exact value and slope at the interpolated optimum; one Newton step with the
     # interpolant's curvature, the entries carried to its end to first order (error O(step^2))
     e2 = exact_sums(t_hat, g_rot, data, orders=2)
-    d1 = jax.jvp(lambda e: _loglik_of(e, n, c, method)[0], (e2[:, 0],), (e2[:, 1],))[1]
+    ll0, d1 = jax.jvp(lambda e: _loglik_of(e, n, c, method)[0], (e2[:, 0],), (e2[:, 1],))
     step = jnp.clip(-d1 / jnp.where(curvature < 0, curvature, -1.0), -h, h)
     t_new = jnp.clip(t_hat + step, lower, upper)
     at_bound = ((t_hat <= lower) & (d1 <= 0)) | ((t_hat >= upper) & (d1 >= 0))
     t_new = jnp.where(at_bound, t_hat, t_new)
-    est = _estimates(e2[:, 0] + (t_new - t_hat)[:, None] * e2[:, 1], n, c, method)
+    moved = t_new - t_hat
+    est = _estimates(e2[:, 0] + moved[:, None] * e2[:, 1], n, c, method)
+    # the log-likelihood to second order (its slope vanishes at the optimum)
+    est = (ll0 + moved * d1 + 0.5 * moved**2 * curvature, *est[1:])
     done = ((jnp.abs(t_new - t_hat) < tol) & (curvature < 0)) | at_bound | ~jnp.isfinite(est[0])
     t_hat = t_new
     t_hat, n_iter, done, (ll, beta, se, sigma2_e) = _polish(
@@ -491,7 +494,7 @@ def scan_markers(
     data: ScanData,
     *,
     method: str = "reml",
-    grid_size: int = 41,
+    grid_size: int = 31,
     tol: float = 1e-4,
     max_iter: int = 30,
     bounds: tuple[float, float] = DELTA_BOUNDS,

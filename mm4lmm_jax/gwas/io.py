@@ -152,7 +152,10 @@ def read_kinship(path: str | os.PathLike, n: int) -> np.ndarray:
         if p.suffix == ".npy":
             k = np.load(p)
         else:
-            k = pd.read_csv(p, sep=r"\s+", header=None, dtype=float, engine="c").to_numpy()
+            with open(p) as fh:
+                first = fh.readline()
+            sep = "\t" if "\t" in first and " " not in first.strip() else r"\s+"
+            k = pd.read_csv(p, sep=sep, header=None, dtype=float, engine="c").to_numpy()
     except Exception as err:
         raise InputError(f"cannot read kinship file {p}: {err}") from err
     if k.shape != (n, n):

@@ -48,7 +48,7 @@ class ScanOptions:
     """Static options of a scan (hashable: they select the compiled program)."""
 
     lrt: bool = False
-    grid_size: int = 41
+    grid_size: int = 31
     tol: float = 1e-4
     max_iter: int = 30
     rotation_dtype: str = "float32"
@@ -176,14 +176,14 @@ def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions):
     for j in range(y.shape[1]):
         data = ScanData(jnp.asarray(d), jnp.asarray(c_rot.T), jnp.asarray(y_rot[:, j]))
         reml = null_fit(data, method="reml", grid_size=opts.grid_size)
-        ml = null_fit(data, method="ml", grid_size=opts.grid_size)
+        ml = null_fit(data, method="ml", grid_size=opts.grid_size) if opts.lrt else None
         nulls.append((reml, ml))
     const = Constants(
         u=jnp.asarray(u, dtype=opts.rotation_dtype),
         d=jnp.asarray(d),
         c_rot=jnp.asarray(c_rot.T),
         y_rot=jnp.asarray(y_rot.T),
-        null_ml=jnp.asarray([float(ml.loglik[0]) for _, ml in nulls]),
+        null_ml=jnp.asarray([float(ml.loglik[0]) if ml is not None else np.nan for _, ml in nulls]),
     )
     return const, d, nulls
 
@@ -260,7 +260,7 @@ def gwas(
     lrt: bool = False,
     chunk_size: int = 2048,
     rotation_dtype: str = "float32",
-    grid_size: int = 41,
+    grid_size: int = 31,
     tol: float = 1e-4,
     max_iter: int = 30,
     devices: int | None = None,

@@ -161,7 +161,7 @@ def _weight_orders(log_delta, d):
     With ``a = delta d`` and ``w = 1 / (a + 1)``: ``dw/dt = w^2 - w``,
     ``d2w/dt2 = dw/dt + 2 (1 - w)^2 w``; ``d log w/dt = w - 1``, ``d2 log w/dt2 = dw/dt``.
     """
-    a = jnp.exp(log_delta)[..., None] * d
+    a = jnp.exp(log_delta)[..., None] * d.reshape((1,) * jnp.ndim(log_delta) + d.shape)
     w = 1.0 / (a + 1.0)
     w1 = w * w - w
     w2 = w1 + 2.0 * (1.0 - w) ** 2 * w
@@ -196,7 +196,7 @@ def grid_basis(data: ScanData, grid) -> GridBasis:
     slw = _log_w_orders(jnp.sum(lw, axis=-1), shared[..., -1], n)  # (3, G)
     return GridBasis(
         grid=grid,
-        wcy=(ws[:, :, None, :] * cy).reshape(-1, n).T,
+        wcy=(ws[:, :, None, :] * cy[None, None]).reshape(-1, n).T,
         w=ws.reshape(-1, n).T,
         marker_free=jnp.concatenate([shared, slw[..., None]], axis=-1),
     )

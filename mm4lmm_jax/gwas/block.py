@@ -122,7 +122,9 @@ def block_program(lrt: bool, grid_size: int, tol: float, max_iter: int, n_device
     mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("markers",))
     const_spec = Constants(*(PartitionSpec() for _ in Constants._fields))
     out_spec = BlockFit(*(PartitionSpec(None, "markers") for _ in BlockFit._fields))
-    sharded = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec("markers"), const_spec), out_specs=out_spec)
+    sharded = jax.shard_map(
+        fn, mesh=mesh, in_specs=(PartitionSpec("markers"), const_spec), out_specs=out_spec, check_vma=False
+    )
     return jax.jit(sharded)
 
 

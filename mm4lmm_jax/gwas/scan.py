@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.profile_scan import DELTA_BOUNDS, ScanData, null_fit
+from ..errors import MissingDataWarning
 from .block import STATUS, Constants, block_program, finish_block, impute_block
 from .io import SNP_COLUMNS, GenotypeSource, InputError, array_source, open_plink, read_kinship, read_table
 from .kinship import GrmSum, contiguous_runs, grm
@@ -382,6 +383,7 @@ def gwas(
         warnings.warn(
             f"{source.n - n} of {source.n} genotyped individuals dropped (missing phenotype or covariate); "
             f"{n} analysed",
+            MissingDataWarning,
             stacklevel=2,
         )
     return frame

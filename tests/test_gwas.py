@@ -1,0 +1,376 @@
+"""GWAS scans: the profiled core against exact fits and mmest, gwas() inputs and outputs,
+agreement with GEMMA, LOCO, several traits, LRT, devices, Dask, CLI and plots."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import mm4lmm_jax as mj
+from mm4lmm_jax.core import profile_scan as ps
+from mm4lmm_jax.datasets.simulate import simulate_plink
+from mm4lmm_jax.gwas.io import InputError, open_plink
+from mm4lmm_jax.gwas.kinship import standardised_block
+
+FIXTURE = Path(__file__).parent / "fixtures" / "gwas_gemma"
+
+
+def _related(n, m, seed=0):
+    rng = np.random.default_rng(seed)
+    freq = rng.uniform(0.05, 0.5, size=m + 300)
+    geno = rng.binomial(2, freq, size=(n, m + 300)).astype(float)
+    w = (geno[:, :300] - 2 * freq[:300]) / np.sqrt(2 * freq[:300] * (1 - freq[:300]))
+    kin = w @ w.T / 300
+    y = 0.4 * geno[:, 300] + rng.multivariate_normal(np.zeros(n), 0.6 * kin + 0.4 * np.eye(n), method="cholesky")
+    cov = rng.normal(size=n)
+    return y + 0.5 * cov, geno[:, 300:], kin, cov
+
+
+@pytest.fixture(scope="module")
+def small():
+    return _related(240, 48)
+
+
+@pytest.fixture(scope="module")
+def plink(tmp_path_factory):
+    return simulate_plink(tmp_path_factory.mktemp("plink"), n=200, m=300, n_chrom=3, seed=5)
+
+
+# ---------------------------------------------------------------- core -----------------
+
+
+@pytest.mark.parametrize("method", ["reml", "ml"])
+def test_profiled_scan_is_the_exact_optimum(small, method):
+    """Grid + interpolation + one step == damped Newton run to 1e-11 (tolerances: log delta
+    1e-6, beta 1e-7 SE, SE 1e-8 relative, log-likelihood 1e-8)."""
+    y, g, kin, cov = small
+    d, u = np.linalg.eigh(kin)
+    data = ps.ScanData(jnp.asarray(np.clip(d, 0, None)), jnp.asarray(u.T @ np.column_stack([np.ones_like(y), cov])).T,
+                       jnp.asarray(u.T @ y))  # fmt: skip
+    g_rot = jnp.asarray(g.T @ u)
+    out = ps.scan_markers(g_rot, data, method=method)
+    m = g.shape[1]
+    t, _, done, (ll, beta, se, _) = ps.newton(
+        out.log_delta, jnp.zeros(m, bool), tuple(jnp.zeros(m) for _ in range(4)), g_rot, data, method,
+        (math.log(1e-5), math.log(1e5)), 1.0, 1e-11, 60,
+    )  # fmt: skip
+    assert bool(np.all(done)) and bool(np.all(out.converged))
+    interior = np.asarray(t) > math.log(1e-5) + 1e-9
+    np.testing.assert_allclose(out.log_delta[interior], t[interior], atol=1e-6)
+    np.testing.assert_allclose(out.beta, beta, atol=1e-7 * float(np.max(se)))
+    np.testing.assert_allclose(out.se, se, rtol=1e-8)
+    np.testing.assert_allclose(out.loglik, ll, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["reml", "ml"])
+def test_gwas_matches_mmest_marker_fits(small, method):
+    """gwas() on arrays == mmest(X=markers) at tight stopping (beta/SE/log-likelihood), with
+    a covariate; ReML through p_wald, ML through the log-likelihood of the LRT."""
+    y, g, kin, cov = small
+    res = mj.gwas(y, g, kinship=kin, covariates=cov, progress=False, rotation_dtype="float64", lrt=True)
+    ref = mj.mmest(y, cofactor=cov[:, None], x=g, var_list={"K": kin, "E": np.eye(y.size)}, method=method,
+                   crit_var=1e-10, crit_loglik=1e-10, max_iter=2000, verbose=False)  # fmt: skip
+    beta, se = ref.beta_array[:, -1], np.sqrt(ref.var_beta_array[:, -1, -1])
+    if method == "reml":
+        np.testing.assert_allclose(res.beta, beta, atol=2e-6 * se.max())
+        np.testing.assert_allclose(res.se, se, rtol=2e-6)
+        np.testing.assert_allclose(res.loglik, ref.loglik_array, atol=1e-7)
+        np.testing.assert_allclose(res.sigma2_g, ref.sigma2_array[:, 0], rtol=1e-4)
+    else:
+        null = mj.mmest(y, cofactor=cov[:, None], var_list={"K": kin, "E": np.eye(y.size)}, method="ml",
+                        crit_var=1e-10, crit_loglik=1e-10, max_iter=2000, verbose=False)  # fmt: skip
+        lrt = 2 * (ref.loglik_array - null.loglik_array[0])
+        np.testing.assert_allclose(res.lrt, np.maximum(lrt, 0), atol=1e-6)
+        np.testing.assert_allclose(res.p_lrt, stats.chi2.sf(res.lrt, 1), rtol=1e-8)
+
+
+def test_null_fit_matches_mmest(small):
+    y, _, kin, cov = small
+    d, u = np.linalg.eigh(kin)
+    x = np.column_stack([np.ones_like(y), cov])
+    data = ps.ScanData(jnp.asarray(np.clip(d, 0, None)), jnp.asarray((u.T @ x).T), jnp.asarray(u.T @ y))
+    out = ps.null_fit(data)
+    ref = mj.mmest(y, cofactor=cov[:, None], var_list={"K": kin, "E": np.eye(y.size)}, crit_var=1e-11,
+                   crit_loglik=1e-11, max_iter=5000, verbose=False)  # fmt: skip
+    s2e = float(out.sigma2_e[0])
+    np.testing.assert_allclose([math.exp(float(out.log_delta[0])) * s2e, s2e], ref.sigma2_array[0], rtol=1e-5)
+    assert float(out.loglik[0]) >= ref.loglik_array[0] - 1e-9
+
+
+def test_p_values_match_scipy_in_the_tails(small):
+    y, g, kin, _ = small
+    res = mj.gwas(y + 3.0 * g[:, 0], g, kinship=kin, progress=False)
+    df = res.n[0] - 2
+    np.testing.assert_allclose(res.p_wald, stats.f.sf(res.stat, 1, df), rtol=1e-9)
+    np.testing.assert_allclose(res.p_chi2, stats.chi2.sf(res.stat, 1), rtol=1e-9)
+    assert res.p_wald.min() < 1e-30
+
+
+def test_float32_rotation_keeps_p_values(small):
+    """The default float32 rotation moves -log10 p by less than 1e-4 (vs float64)."""
+    y, g, kin, cov = small
+    f32 = mj.gwas(y, g, kinship=kin, covariates=cov, progress=False)
+    f64 = mj.gwas(y, g, kinship=kin, covariates=cov, progress=False, rotation_dtype="float64")
+    assert np.max(np.abs(np.log10(f32.p_wald) - np.log10(f64.p_wald))) < 1e-4
+    assert f32.attrs["rotation_dtype"] == "float32"
+
+
+# ---------------------------------------------------------------- inputs ---------------
+
+
+def test_missing_monomorphic_and_imputation(small):
+    y, g, kin, _ = small
+    g = g.copy()
+    g[:5, 0] = np.nan
+    g[:, 1] = 2.0
+    g[:, 2] = np.nan
+    res = mj.gwas(y, g, kinship=kin, progress=False)
+    assert list(res.status[:3]) == ["ok", "monomorphic", "all missing"]
+    assert res.loc[1:2, ["beta", "se", "p_wald"]].isna().all().all()
+    assert not res.converged[1] and res.status[3:].eq("ok").all()
+    assert res.n_miss[0] == 5 and res.af[0] == pytest.approx(np.nanmean(g[:, 0]) / 2)
+    filled = g[:, :1].copy()
+    filled[:5, 0] = np.nanmean(g[:, 0])
+    one = mj.gwas(y, filled, kinship=kin, progress=False)
+    assert one.beta[0] == pytest.approx(res.beta[0], rel=1e-9)
+    assert "mean-imputed" in res.attrs["imputation"]
+
+
+def test_blocks_bound_memory_and_reuse_one_program(small, monkeypatch):
+    """Markers are read in blocks of at most chunk_size, and every block (the last one padded)
+    runs the same compiled program."""
+    from mm4lmm_jax.gwas import block, io
+
+    y, g, kin, _ = small
+    sizes = []
+    original = io.GenotypeSource.read
+
+    def spy(self, rows, start, stop, dtype="float64"):
+        sizes.append(stop - start)
+        return original(self, rows, start, stop, dtype)
+
+    monkeypatch.setattr(io.GenotypeSource, "read", spy)
+    block.block_program.cache_clear()
+    res = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=20)
+    assert max(sizes) <= 64 and sum(sizes) == g.shape[1] and len(sizes) >= 1
+    program = block.block_program(False, 31, 1e-4, 30, 1)
+    assert program._cache_size() == 1
+    whole = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=4096)
+    np.testing.assert_allclose(res.p_wald, whole.p_wald, rtol=1e-12)
+
+
+def test_several_traits_equal_single_runs(plink):
+    both = mj.gwas(plink.pheno, plink.prefix, kinship=plink.kinship, progress=False)
+    assert set(both.trait) == {"trait1", "trait2"}
+    one = mj.gwas(plink.pheno, plink.prefix, kinship=plink.kinship, pheno_names=["trait2"], progress=False)
+    two = both[both.trait == "trait2"].reset_index(drop=True)
+    # individuals missing either trait are dropped from both, so compare on the same set
+    assert both.attrs["n_analysed"] <= one.attrs["n_analysed"]
+    pheno = pd.read_csv(plink.pheno, sep="\t")
+    both_ok = pheno[["trait1", "trait2"]].notna().all(axis=1)
+    subset = pheno.loc[both_ok, ["FID", "IID", "trait2"]]
+    again = mj.gwas(subset, plink.prefix, kinship=plink.kinship, progress=False)
+    np.testing.assert_allclose(two.beta, again.beta, rtol=1e-9)
+    np.testing.assert_allclose(two.p_wald, again.p_wald, rtol=1e-9)
+    assert set(both.attrs["lambda_gc"]) == {"trait1", "trait2"}
+
+
+def test_ids_are_matched_and_drops_reported(plink, tmp_path):
+    pheno = pd.read_csv(plink.pheno, sep="\t")
+    shuffled = pheno.sample(frac=1.0, random_state=1)
+    extra = pd.DataFrame({"FID": ["X"], "IID": ["nobody"], "trait1": [1.0], "trait2": [2.0]})
+    path = tmp_path / "p.tsv"
+    pd.concat([shuffled, extra]).to_csv(path, sep=" ", index=False, na_rep="NA")
+    a = mj.gwas(str(path), plink.prefix, kinship=plink.kinship, pheno_names=["trait1"], progress=False)
+    b = mj.gwas(plink.pheno, plink.prefix, kinship=plink.kinship, pheno_names=["trait1"], progress=False)
+    np.testing.assert_allclose(a.p_wald, b.p_wald, rtol=1e-12)
+    assert a.attrs["n_phenotyped_not_genotyped"] == 1
+    assert a.attrs["n_dropped_missing"] == int(pheno.trait1.isna().sum())
+    by_iid = pheno.set_index("IID")[["trait1"]]
+    c = mj.gwas(by_iid, plink.prefix, kinship=plink.kinship, progress=False)
+    np.testing.assert_allclose(c.p_wald, b.p_wald, rtol=1e-12)
+
+
+def test_bad_inputs_say_what_is_wrong(plink, tmp_path, small):
+    with pytest.raises(InputError, match="not found"):
+        mj.gwas(plink.pheno, str(tmp_path / "none"), kinship=plink.kinship)
+    bad_k = tmp_path / "k.txt"
+    np.savetxt(bad_k, np.eye(3))
+    with pytest.raises(InputError, match=r"shape \(3, 3\)"):
+        mj.gwas(plink.pheno, plink.prefix, kinship=str(bad_k))
+    other = tmp_path / "other.tsv"
+    pd.DataFrame({"FID": ["a"], "IID": ["b"], "t": [1.0]}).to_csv(other, sep="\t", index=False)
+    with pytest.raises(InputError, match="no individual matches"):
+        mj.gwas(str(other), plink.prefix, kinship=plink.kinship)
+    with pytest.raises(InputError, match="no column"):
+        mj.gwas(plink.pheno, plink.prefix, kinship=plink.kinship, pheno_names=["height"])
+    y, g, kin, _ = small
+    with pytest.raises(InputError, match="collinear"):
+        mj.gwas(y, g, kinship=kin, covariates=np.ones(y.size))
+    with pytest.raises(InputError, match="rows"):
+        mj.gwas(y[:-1], g, kinship=kin)
+    with pytest.raises(InputError, match="loco"):
+        mj.gwas(y, g, kinship=kin, loco=True)
+    truncated = tmp_path / "cut"
+    for ext in (".bim", ".fam"):
+        shutil.copy(plink.prefix + ext, str(truncated) + ext)
+    Path(str(truncated) + ".bed").write_bytes(Path(plink.prefix + ".bed").read_bytes()[:100])
+    with pytest.raises(InputError, match="bytes, expected"):
+        mj.gwas(plink.pheno, str(truncated), kinship=plink.kinship)
+
+
+# ---------------------------------------------------------------- GEMMA ----------------
+
+
+def _compare_with_gemma(ours: pd.DataFrame, gemma: pd.DataFrame) -> dict:
+    assert list(ours.snp) == list(gemma.rs)
+    return {
+        "dlog10p": float(np.max(np.abs(np.log10(ours.p_wald) - np.log10(gemma.p_wald)))),
+        "beta_in_se": float(np.max(np.abs(ours.beta - gemma.beta) / gemma.se)),
+        "se_rel": float(np.max(np.abs(ours.se / gemma.se - 1))),
+        "af": float(np.max(np.abs(ours.af - gemma.af))),
+    }
+
+
+def _ours_on_fixture(directory: Path) -> pd.DataFrame:
+    return mj.gwas(directory / "small.pheno.tsv", directory / "small", kinship=directory / "small.cXX.txt",
+                   covariates=directory / "small.covar.tsv", pheno_names=["trait1"], progress=False,
+                   rotation_dtype="float64")  # fmt: skip
+
+
+def test_agrees_with_frozen_gemma_output():
+    """GEMMA 0.98.5 ``-lmm 1`` (tools/make_gemma_fixture.py) prints 7 significant digits:
+    |delta log10 p| < 2e-5, |delta beta| < 2e-5 SE, SE within 2e-6, af to GEMMA's 3 decimals."""
+    gemma = pd.read_csv(FIXTURE / "small.gemma.assoc.txt", sep="\t")
+    diff = _compare_with_gemma(_ours_on_fixture(FIXTURE), gemma)
+    assert diff["dlog10p"] < 2e-5 and diff["beta_in_se"] < 2e-5 and diff["se_rel"] < 2e-6 and diff["af"] <= 5e-4 + 1e-12
+
+
+@pytest.mark.skipif(shutil.which("gemma") is None, reason="gemma not installed (.ci/run installs it)")
+def test_agrees_with_gemma_run_now(tmp_path):
+    """The same comparison with GEMMA run in this test (the installed version)."""
+    for name in ("small.bed", "small.bim", "small.fam", "small.cXX.txt", "small.gemma_covar.txt"):
+        shutil.copy(FIXTURE / name, tmp_path / name)
+    subprocess.run(
+        ["gemma", "-bfile", "small", "-k", "small.cXX.txt", "-c", "small.gemma_covar.txt", "-lmm", "1", "-maf", "0",
+         "-miss", "1", "-r2", "1", "-o", "now", "-outdir", "out"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    gemma = pd.read_csv(tmp_path / "out" / "now.assoc.txt", sep="\t")
+    diff = _compare_with_gemma(_ours_on_fixture(FIXTURE), gemma)
+    assert diff["dlog10p"] < 2e-5 and diff["beta_in_se"] < 2e-5 and diff["se_rel"] < 2e-6
+
+
+# ---------------------------------------------------------------- LOCO, scale ----------
+
+
+def test_loco_uses_the_other_chromosomes(plink):
+    res = mj.gwas(plink.pheno, plink.prefix, loco=True, pheno_names=["trait1"], progress=False)
+    src = open_plink(plink.prefix)
+    pheno = pd.read_csv(plink.pheno, sep="\t")
+    rows = np.flatnonzero(pheno.trait1.notna().to_numpy())
+    raw = src.read(rows, 0, src.m)
+    chrom = src.snps.chr.to_numpy()
+    for c in ("1", "3"):
+        w = standardised_block(raw[:, chrom != c])
+        kin = np.zeros((src.n, src.n))
+        kin[np.ix_(rows, rows)] = w @ w.T / w.shape[1]
+        one = mj.gwas(plink.pheno, plink.prefix, kinship=kin, pheno_names=["trait1"], progress=False)
+        on_c = (res.chr == c).to_numpy()
+        np.testing.assert_allclose(res.p_wald[on_c], one.p_wald[on_c], rtol=1e-6)
+    assert res.attrs["loco"] and len(res.attrs["null_models"]["trait1"]) == 3
+
+
+def test_two_devices_give_the_same_results(plink):
+    """Blocks sharded over two (forced) host devices equal the one-device scan."""
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, mm4lmm_jax as mj, jax
+        assert jax.local_device_count() == 2
+        kw = dict(kinship={plink.kinship!r}, pheno_names=["trait1"], progress=False, chunk_size=128)
+        two = mj.gwas({plink.pheno!r}, {plink.prefix!r}, devices=2, **kw)
+        one = mj.gwas({plink.pheno!r}, {plink.prefix!r}, devices=1, **kw)
+        np.testing.assert_allclose(two.p_wald, one.p_wald, rtol=1e-9)
+        np.testing.assert_allclose(two.beta, one.beta, rtol=1e-9)
+        print("ok", len(two))
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ok 300" in out.stdout
+
+
+def test_dask_cluster_gives_the_same_results(plink):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
+        with distributed.Client(cl) as client:
+            kw = dict(kinship=plink.kinship, pheno_names=["trait1"], progress=False, chunk_size=128)
+            remote = mj.gwas(plink.pheno, plink.prefix, client=client, **kw)
+            y, g, kin, _ = _related(120, 150, seed=3)
+            remote_arr = mj.gwas(y, g, kinship=kin, client=client, progress=False, chunk_size=64)
+    local = mj.gwas(plink.pheno, plink.prefix, **kw)
+    pd.testing.assert_frame_equal(remote, local, check_exact=False, rtol=1e-9)
+    local_arr = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=64)
+    np.testing.assert_allclose(remote_arr.p_wald, local_arr.p_wald, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- CLI, plots -----------
+
+
+def test_cli_writes_results_and_plots(plink, tmp_path, capsys):
+    from mm4lmm_jax.cli import main
+
+    out = tmp_path / "scan"
+    rc = main(["gwas", "--bfile", plink.prefix, "--pheno", plink.pheno, "--covar", plink.covar, "--kinship",
+               plink.kinship, "--out", str(out), "--quiet", "--parquet"])  # fmt: skip
+    assert rc == 0
+    res = pd.read_csv(f"{out}.tsv", sep="\t")
+    for col in ["chr", "snp", "pos", "a1", "a2", "af", "n", "beta", "se", "stat", "p_wald", "sigma2_g", "sigma2_e",
+                "h2", "loglik", "n_iter", "converged", "trait"]:  # fmt: skip
+        assert col in res.columns
+    assert len(res) == 600 and pd.read_parquet(f"{out}.parquet").shape == res.shape
+    for trait in ("trait1", "trait2"):
+        for kind in ("manhattan", "qq"):
+            png = Path(f"{out}.{trait}.{kind}.png")
+            assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+    text = capsys.readouterr().out
+    assert "lambda_GC" in text and "individuals analysed" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bfile", "missing_prefix"], "PLINK .bed file not found"),
+        (["--kinship", "missing.txt"], "kinship file not found"),
+        (["--pheno", "missing.tsv"], "phenotype file not found"),
+    ],
+)
+def test_cli_bad_files_end_with_one_line_error(plink, tmp_path, capsys, args, message):
+    from mm4lmm_jax.cli import main
+
+    base = {"--bfile": plink.prefix, "--pheno": plink.pheno, "--kinship": plink.kinship}
+    base.update(dict(zip(args[::2], args[1::2])))
+    argv = ["gwas", *sum(([k, v] for k, v in base.items()), []), "--out", str(tmp_path / "x"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_cli_help_explains_every_option():
+    out = subprocess.run([sys.executable, "-m", "mm4lmm_jax.cli", "gwas", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for opt in ["--bfile", "--pheno", "--pheno-name", "--covar", "--kinship", "--grm", "--loco", "--chunk-size",
+                "--out", "--scheduler", "--lrt", "--parquet", "intercept"]:  # fmt: skip
+        assert opt in out.stdout

@@ -14,7 +14,12 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def test_notebooks_exist():
     names = [p.name for p in NOTEBOOKS]
-    for expected in ["01_variance_components.ipynb", "02_qtl_detection.ipynb", "04_jax_pipeline.ipynb"]:
+    for expected in [
+        "01_variance_components.ipynb",
+        "02_qtl_detection.ipynb",
+        "03_gwas_scan.ipynb",
+        "04_jax_pipeline.ipynb",
+    ]:
         assert expected in names
 
 

@@ -5,6 +5,9 @@
 * :func:`load_variance_component_example` -- ``VarianceComponentExample``: 432 maize hybrids
   (Dent x Flint) in two trials, a trait, the two parental kinships, 20 character markers,
   and the incidence matrices mapping hybrids to their parents.
+* :func:`gwas_example` -- a small simulated PLINK data set (300 related individuals, 400
+  markers on 2 chromosomes, two traits, two covariates) for :func:`mm4lmm_jax.gwas`.
+* :func:`~mm4lmm_jax.datasets.simulate.simulate_plink` -- simulate and write larger ones.
 """
 
 from __future__ import annotations
@@ -14,6 +17,24 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class GwasExample:
+    """Paths of the bundled PLINK example: ``prefix`` (.bed/.bim/.fam), ``pheno``
+    (``FID IID trait1 trait2``), ``covar`` (``FID IID age sex``)."""
+
+    prefix: str
+    pheno: str
+    covar: str
+
+
+def gwas_example() -> GwasExample:
+    """The bundled simulated PLINK data set (made by ``simulate_plink(n=300, m=400, seed=11)``;
+    ``tests/fixtures/gwas_gemma`` holds GEMMA's results on it)."""
+    root = resources.files(__package__).joinpath("data", "gwas")
+    with resources.as_file(root) as path:
+        return GwasExample(str(path / "example"), str(path / "example.pheno.tsv"), str(path / "example.covar.tsv"))
 
 
 def _load(name: str):
@@ -90,10 +111,16 @@ def load_variance_component_example() -> VarianceComponentExample:
     )
 
 
+from .simulate import SimulatedPlink, simulate_plink  # noqa: E402
+
 __all__ = [
+    "GwasExample",
     "QTLDetectionExample",
+    "SimulatedPlink",
     "VarianceComponentExample",
     "incidence",
     "load_qtl_detection_example",
+    "gwas_example",
     "load_variance_component_example",
+    "simulate_plink",
 ]

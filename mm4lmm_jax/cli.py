@@ -93,8 +93,10 @@ def _enable_compilation_cache() -> None:
 def run_gwas(args, out=sys.stdout) -> int:
     """The ``gwas`` subcommand: scan, write ``PREFIX.tsv`` (and Parquet, plots), print a summary."""
     import time
+    import warnings
 
     from . import gwas
+    from .errors import MissingDataWarning
     from .gwas.io import InputError
 
     _enable_compilation_cache()
@@ -102,6 +104,7 @@ def run_gwas(args, out=sys.stdout) -> int:
     if kinship is None and not args.grm and not args.loco:
         raise InputError("give --kinship FILE, or --grm / --loco to compute it from the genotypes")
     start = time.perf_counter()
+    warnings.simplefilter("ignore", MissingDataWarning)  # the summary below reports the drops
     res = gwas(
         args.pheno,
         args.bfile,

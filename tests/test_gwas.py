@@ -148,24 +148,29 @@ def test_missing_monomorphic_and_imputation(small):
 
 
 def test_blocks_bound_memory_and_reuse_one_program(small, monkeypatch):
-    """Markers are read in blocks of at most chunk_size, and every block (the last one padded)
-    runs the same compiled program."""
-    from mm4lmm_jax.gwas import block, io
+    """Markers are read in blocks of at most chunk_size (rounded up to 64), and every block
+    (the last one padded) runs the one program compiled for the scan."""
+    from mm4lmm_jax.gwas import io, scan
 
     y, g, kin, _ = small
-    sizes = []
-    original = io.GenotypeSource.read
+    sizes, compiled = [], []
+    original_read = io.GenotypeSource.read
+    original_compile = scan._Programs._compile
 
-    def spy(self, rows, start, stop, dtype="float64"):
+    def spy_read(self, rows, start, stop, dtype="float64"):
         sizes.append(stop - start)
-        return original(self, rows, start, stop, dtype)
+        return original_read(self, rows, start, stop, dtype)
 
-    monkeypatch.setattr(io.GenotypeSource, "read", spy)
-    block.block_program.cache_clear()
+    def spy_compile(*args):
+        out = original_compile(*args)
+        compiled.append(out[0])
+        return out
+
+    monkeypatch.setattr(io.GenotypeSource, "read", spy_read)
+    monkeypatch.setattr(scan._Programs, "_compile", staticmethod(spy_compile))
     res = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=20)
-    assert max(sizes) <= 64 and sum(sizes) == g.shape[1] and len(sizes) >= 1
-    program = block.block_program(False, 31, 1e-4, 30, 1)
-    assert program._cache_size() == 1
+    assert max(sizes) <= 64 and sum(sizes) == g.shape[1] and len(compiled) == 1
+    assert compiled[0].in_tree.num_leaves == 6  # one block and the five shared constants
     whole = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=4096)
     np.testing.assert_allclose(res.p_wald, whole.p_wald, rtol=1e-12)
 

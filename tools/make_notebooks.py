@@ -277,7 +277,10 @@ two traits and two covariates. For every marker, `gwas()` fits by ReML
 re-estimating the variance components for each marker (as GEMMA `-lmm 1` and MM4LMM's
 `MMEst(X=...)` do) and tests `b = 0`. Larger data sets: `mj.datasets.simulate_plink(...)`.""",
     ),
-    ("code", SETUP + "\nimport shutil\nimport subprocess\nimport tempfile\n\nfrom mm4lmm_jax.plots import manhattan, qq"),
+    (
+        "code",
+        SETUP + "\nimport shutil\nimport subprocess\nimport tempfile\n\nfrom mm4lmm_jax.plots import manhattan, qq",
+    ),  # noqa: E501
     (
         "code",
         """ex = mj.datasets.gwas_example()
@@ -334,7 +337,8 @@ else:
     ours = mj.gwas(ex.pheno, ex.prefix, kinship=f"{work}/k.cXX.txt", covariates=ex.covar, pheno_names=["trait1"],
                    progress=False, rotation_dtype="float64")
     dlog = np.abs(np.log10(ours.p_wald) - np.log10(gem.p_wald))
-    print(f"max |delta log10 p| = {dlog.max():.2e}, max |delta beta| / se = {np.max(np.abs(ours.beta - gem.beta) / gem.se):.2e}")
+    dbeta = np.abs(ours.beta - gem.beta) / gem.se
+    print(f"max |delta log10 p| = {dlog.max():.2e}, max |delta beta| / se = {dbeta.max():.2e}")
     fig, ax = plt.subplots(figsize=(3.5, 3.5))
     ax.scatter(-np.log10(gem.p_wald), -np.log10(ours.p_wald), s=5)
     ax.set_xlabel("GEMMA -log10 p"); ax.set_ylabel("mm4lmm_jax -log10 p")""",

@@ -170,7 +170,38 @@ def _bar(total: int, progress: bool, desc: str):
 _eigh32 = jax.jit(jnp.linalg.eigh)
 
 
-def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions):
+class _Programs:
+    """The compiled block and null-model programs for one scan's shapes, prepared in a
+    background thread (tracing and compiling, or loading from the compilation cache, overlap
+    with reading the kinship and its eigendecomposition)."""
+
+    def __init__(self, opts: ScanOptions, block_size: int, n: int, c: int, t: int, n_devices: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._future = self._pool.submit(self._compile, opts, block_size, n, c, t, n_devices)
+
+    @staticmethod
+    def _compile(opts, block_size, n, c, t, n_devices):
+        f64 = jnp.float64
+        spec = jax.ShapeDtypeStruct
+        const = Constants(
+            spec((n, n), opts.rotation_dtype), spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64)
+        )
+        block = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, n_devices)
+        block = block.lower(spec((block_size, n), opts.rotation_dtype), const).compile()
+        data = ScanData(spec((n,), f64), spec((c, n), f64), spec((n,), f64))
+        methods = ("reml", "ml") if opts.lrt else ("reml",)
+        nulls = {m: null_fit.lower(data, method=m, grid_size=opts.grid_size).compile() for m in methods}
+        return block, nulls
+
+    def get(self):
+        out = self._future.result()
+        self._pool.shutdown(wait=False)
+        return out
+
+
+def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions, nulls_compiled: dict):
     """Eigendecomposition, rotated design and traits, null fits (REML for the report, ML for the LRT)."""
     if opts.rotation_dtype == "float32":  # single-precision eigh: twice the speed, same accuracy class
         d, u = (np.asarray(a, dtype=np.float64) for a in _eigh32(jnp.asarray(k, dtype=jnp.float32)))
@@ -182,8 +213,8 @@ def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions):
     nulls = []
     for j in range(y.shape[1]):
         data = ScanData(jnp.asarray(d), jnp.asarray(c_rot.T), jnp.asarray(y_rot[:, j]))
-        reml = null_fit(data, method="reml", grid_size=opts.grid_size)
-        ml = null_fit(data, method="ml", grid_size=opts.grid_size) if opts.lrt else None
+        reml = nulls_compiled["reml"](data)
+        ml = nulls_compiled["ml"](data) if opts.lrt else None
         nulls.append((reml, ml))
     const = Constants(
         u=jnp.asarray(u, dtype=opts.rotation_dtype),
@@ -201,8 +232,7 @@ def _padded_block(g: np.ndarray, size: int, dtype) -> np.ndarray:
     return g.astype(dtype, copy=False)
 
 
-def _run_local(source, rows, runs, const, opts, block_size, n_devices, bar):
-    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, n_devices)
+def _run_local(source, rows, runs, const, opts, block_size, program, bar):
     out = []
     pending = None
     for start, stop in runs:
@@ -340,6 +370,7 @@ def gwas(
     unit = 64 * n_dev
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
 
+    programs = _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev)
     groups = _kinship_groups(kinship, source, rows, loco, block_size, progress)
     bar = _bar(source.m, progress, "gwas")
     parts: list[tuple[np.ndarray, dict]] = []
@@ -347,7 +378,8 @@ def gwas(
     try:
         for label, idx, kin_fn, _ in groups:
             k = kin_fn()
-            const, d, nulls = _constants(k, x, y, opts)
+            block_compiled, nulls_compiled = programs.get()
+            const, d, nulls = _constants(k, x, y, opts, nulls_compiled)
             mean_d = float(np.mean(d))
             for trait, (reml, _) in zip(traits, nulls):
                 s2e = float(reml.sigma2_e[0])
@@ -362,7 +394,7 @@ def gwas(
             if client is not None:
                 blocks = _run_dask(client, source, rows, runs, const, opts, block_size, bar)
             else:
-                blocks = _run_local(source, rows, runs, const, opts, block_size, n_dev, bar)
+                blocks = _run_local(source, rows, runs, const, opts, block_size, block_compiled, bar)
             for (start, stop), blk in zip(runs, blocks):
                 blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
                 parts.append((np.arange(start, stop), blk))

@@ -1,4 +1,5 @@
-"""Command line: ``mm4lmm example`` fits MM4LMM's two example data sets."""
+"""Command line: ``mm4lmm example`` (MM4LMM's two example data sets and a GWAS of the bundled PLINK
+example) and ``mm4lmm gwas`` (exact mixed-model scans of PLINK files)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 
-def run_example(out=sys.stdout) -> None:
+def run_example(out=None) -> None:
     """Fit QTLDetectionExample (marker scan) and VarianceComponentExample (3 components),
     with Wald and Kenward-Roger tests and the variance components' standard errors."""
     from . import anova_test, datasets, mmest, mmvcov
+
+    out = out or sys.stdout
 
     pd.set_option("display.width", 120)
     fmt = {"float_format": lambda v: f"{v:.6g}"}
@@ -56,10 +59,11 @@ def run_example(out=sys.stdout) -> None:
     run_gwas_example(out, fmt)
 
 
-def run_gwas_example(out=sys.stdout, fmt=None) -> None:
+def run_gwas_example(out=None, fmt=None) -> None:
     """Scan the bundled PLINK example (LOCO GRM, covariates age and sex) and print the top markers."""
     import warnings
 
+    out = out or sys.stdout
     from . import datasets, gwas
 
     ex = datasets.gwas_example()
@@ -90,7 +94,7 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def run_gwas(args, out=sys.stdout) -> int:
+def run_gwas(args, out=None) -> int:
     """The ``gwas`` subcommand: scan, write ``PREFIX.tsv`` (and Parquet, plots), print a summary."""
     import time
     import warnings
@@ -99,27 +103,29 @@ def run_gwas(args, out=sys.stdout) -> int:
     from .errors import MissingDataWarning
     from .gwas.io import InputError
 
+    out = out or sys.stdout
     _enable_compilation_cache()
     kinship = args.kinship
     if kinship is None and not args.grm and not args.loco:
         raise InputError("give --kinship FILE, or --grm / --loco to compute it from the genotypes")
     start = time.perf_counter()
-    warnings.simplefilter("ignore", MissingDataWarning)  # the summary below reports the drops
-    res = gwas(
-        args.pheno,
-        args.bfile,
-        kinship=kinship,
-        covariates=args.covar,
-        pheno_names=args.pheno_name or None,
-        covar_names=args.covar_name or None,
-        loco=args.loco,
-        lrt=args.lrt,
-        chunk_size=args.chunk_size,
-        rotation_dtype="float64" if args.float64 else "float32",
-        devices=args.devices,
-        client=_dask_client(args.scheduler),
-        progress=not args.quiet,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingDataWarning)  # the summary below reports the drops
+        res = gwas(
+            args.pheno,
+            args.bfile,
+            kinship=kinship,
+            covariates=args.covar,
+            pheno_names=args.pheno_name or None,
+            covar_names=args.covar_name or None,
+            loco=args.loco,
+            lrt=args.lrt,
+            chunk_size=args.chunk_size,
+            rotation_dtype="float64" if args.float64 else "float32",
+            devices=args.devices,
+            client=_dask_client(args.scheduler),
+            progress=not args.quiet,
+        )
     elapsed = time.perf_counter() - start
     path = f"{args.out}.tsv"
     res.to_csv(path, sep="\t", index=False, float_format="%.8g", na_rep="NA")

@@ -7,6 +7,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -182,6 +183,7 @@ class _Programs:
         self._future = self._pool.submit(self._compile, opts, block_size, n, c, t, n_devices)
 
     @staticmethod
+    @lru_cache(maxsize=8)
     def _compile(opts, block_size, n, c, t, n_devices):
         f64 = jnp.float64
         spec = jax.ShapeDtypeStruct

@@ -53,8 +53,7 @@ def _data(n: int, m: int, kinship: bool = True) -> Path:
     return root
 
 
-def _ours(root: Path, out: str, cache: str, extra=()) -> list[str]:
-    del cache
+def _ours(out: str, extra=()) -> list[str]:
     return [sys.executable, "-m", "mm4lmm_jax.cli", "gwas", "--bfile", "sim", "--pheno", "trait1.tsv",
             "--kinship", "sim.cXX.txt", "--out", out, "--quiet", "--no-plots", *extra]  # fmt: skip
 
@@ -66,11 +65,11 @@ def compare(n: int, m: int) -> None:
     env_cold = dict(os.environ, MM4LMM_JAX_CACHE="")
     env_warm = dict(os.environ, MM4LMM_JAX_CACHE=cache)
     times: dict[str, float] = {}
-    times["mm4lmm gwas (cold: compiles)"] = _run(_ours(root, "ours", cache), root, env_cold)
-    _run(_ours(root, "ours", cache), root, env_warm)  # fills the compilation cache
-    times["mm4lmm gwas (warm cache)"] = _run(_ours(root, "ours", cache), root, env_warm)
-    _run(_ours(root, "ours64", cache, ["--float64"]), root, env_warm)
-    times["mm4lmm gwas --float64 (warm)"] = _run(_ours(root, "ours64", cache, ["--float64"]), root, env_warm)
+    times["mm4lmm gwas (cold: compiles)"] = _run(_ours("ours"), root, env_cold)
+    _run(_ours("ours"), root, env_warm)  # fills the compilation cache
+    times["mm4lmm gwas (warm cache)"] = _run(_ours("ours"), root, env_warm)
+    _run(_ours("ours64", ["--float64"]), root, env_warm)
+    times["mm4lmm gwas --float64 (warm)"] = _run(_ours("ours64", ["--float64"]), root, env_warm)
     if shutil.which("jamma"):
         times["JAMMA -lmm 1"] = _run(
             ["jamma", "-bfile", "sim", "-k", "sim.cXX.txt", "-lmm", "1", "-maf", "0", "-miss", "1", "-o", "jamma",
@@ -128,12 +127,12 @@ def memory(n: int, m: int) -> None:
         rng = np.random.default_rng(0)
         w = rng.standard_normal((n, 500))
         np.save(kin, w @ w.T / 500)
-    cmd = _ours(root, "mem", "", ["--float64"])
+    cmd = _ours("mem", ["--float64"])
     cmd[cmd.index("sim.cXX.txt")] = str(kin)
     t = _run(cmd, root, dict(os.environ, MM4LMM_JAX_CACHE=""))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB -> MiB on Linux
     print(f"n = {n}, m = {m}: mm4lmm gwas (float64 rotation) in {t:.1f} s, peak memory {peak:.0f} MiB")
-    cmd = _ours(root, "mem32", "")
+    cmd = _ours("mem32")
     cmd[cmd.index("sim.cXX.txt")] = str(kin)
     t = _run(cmd, root, dict(os.environ, MM4LMM_JAX_CACHE=""))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

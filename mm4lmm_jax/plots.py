@@ -77,16 +77,11 @@ def save_plots(results: pd.DataFrame, prefix: str, trait: str | None = None) -> 
     plt = _pyplot()
     tag = f".{trait}" if trait else ""
     paths = []
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    manhattan(results, ax=ax, title=trait)
-    fig.tight_layout()
-    paths.append(f"{prefix}{tag}.manhattan.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    qq(results, ax=ax, title=trait)
-    fig.tight_layout()
-    paths.append(f"{prefix}{tag}.qq.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    for kind, draw, size in (("manhattan", manhattan, (10, 3.5)), ("qq", qq, (4.2, 4.2))):
+        fig, ax = plt.subplots(figsize=size)
+        draw(results, ax=ax, title=trait)
+        fig.tight_layout()
+        paths.append(f"{prefix}{tag}.{kind}.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
     return paths

@@ -3,6 +3,7 @@ covariate tables, kinship files.  Errors name the file and say what is wrong."""
 
 from __future__ import annotations
 
+import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,13 +147,14 @@ def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
 
 def read_kinship(path: str | os.PathLike, n: int) -> np.ndarray:
     """An (n, n) kinship: ``.npy``, or GEMMA's text format (n rows of n numbers, no header,
-    rows in .fam order)."""
+    rows in .fam order; ``.gz`` compressed or not)."""
     p = _need(path, "kinship")
     try:
         if p.suffix == ".npy":
             k = np.load(p)
         else:
-            with open(p) as fh:
+            opener = gzip.open if p.suffix == ".gz" else open
+            with opener(p, "rt") as fh:
                 first = fh.readline()
             sep = "\t" if "\t" in first and " " not in first.strip() else r"\s+"
             k = pd.read_csv(p, sep=sep, header=None, dtype=float, engine="c").to_numpy()

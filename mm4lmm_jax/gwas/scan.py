@@ -325,7 +325,8 @@ def gwas(
     loco : leave one chromosome out: markers of each chromosome are tested with a kinship
         built from the other chromosomes (one GRM and one eigendecomposition per chromosome).
     lrt : also fit every marker model by ML and report the likelihood-ratio test.
-    chunk_size : markers per block (memory grows with it, not with m).
+    chunk_size : markers per block (rounded up to a multiple of 64 per device; memory grows
+        with it, not with m).
     rotation_dtype : ``"float32"`` (default: the kinship's eigendecomposition and the rotation
         ``U'g`` in single precision, at twice the speed; p-values within 1e-4 in log10 of the
         float64 path, see ``bench/README.md``) or ``"float64"``.

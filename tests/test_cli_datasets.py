@@ -52,6 +52,9 @@ def test_example_command_prints_results():
         "Wald",
         "F (KR)",
         "se (AI)",
+        "GWAS example: 291 individuals, 400 markers",
+        "lambda_GC",
+        "p_wald",
     ]:
         assert piece in text
     assert main(["example"]) == 0

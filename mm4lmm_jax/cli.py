@@ -110,23 +110,28 @@ def run_gwas(args, out=None) -> int:
     if kinship is None and not args.grm and not args.loco:
         raise InputError("give --kinship FILE, or --grm / --loco to compute it from the genotypes")
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingDataWarning)  # the summary below reports the drops
-        res = gwas(
-            args.pheno,
-            args.bfile,
-            kinship=kinship,
-            covariates=args.covar,
-            pheno_names=args.pheno_name or None,
-            covar_names=args.covar_name or None,
-            loco=args.loco,
-            lrt=args.lrt,
-            chunk_size=args.chunk_size,
-            rotation_dtype="float64" if args.float64 else "float32",
-            devices=args.devices,
-            client=_dask_client(args.scheduler),
-            progress=not args.quiet,
-        )
+    client = _dask_client(args.scheduler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingDataWarning)  # the summary below reports the drops
+            res = gwas(
+                args.pheno,
+                args.bfile,
+                kinship=kinship,
+                covariates=args.covar,
+                pheno_names=args.pheno_name or None,
+                covar_names=args.covar_name or None,
+                loco=args.loco,
+                lrt=args.lrt,
+                chunk_size=args.chunk_size,
+                rotation_dtype="float64" if args.float64 else "float32",
+                devices=args.devices,
+                client=client,
+                progress=not args.quiet,
+            )
+    finally:
+        if client is not None:
+            client.close()
     elapsed = time.perf_counter() - start
     path = f"{args.out}.tsv"
     res.to_csv(path, sep="\t", index=False, float_format="%.8g", na_rep="NA")

@@ -333,7 +333,11 @@ def test_two_devices_give_the_same_results(plink):
     assert "ok 300" in out.stdout
 
 
-def test_dask_cluster_gives_the_same_results(plink):
+def test_dask_cluster_gives_the_same_results(plink, tmp_path):
+    """Two-worker LocalCluster: gwas(client=...) on PLINK files (workers read their blocks) and
+    on arrays (blocks sent), and ``mm4lmm gwas --scheduler ADDRESS``, equal the local scan."""
+    from mm4lmm_jax.cli import main
+
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
         with distributed.Client(cl) as client:
@@ -341,8 +345,14 @@ def test_dask_cluster_gives_the_same_results(plink):
             remote = mj.gwas(plink.pheno, plink.prefix, client=client, **kw)
             y, g, kin, _ = _related(120, 150, seed=3)
             remote_arr = mj.gwas(y, g, kinship=kin, client=client, progress=False, chunk_size=64)
+            rc = main(["gwas", "--bfile", plink.prefix, "--pheno", plink.pheno, "--pheno-name", "trait1",
+                       "--kinship", plink.kinship, "--scheduler", cl.scheduler_address, "--chunk-size", "128",
+                       "--out", str(tmp_path / "dask"), "--quiet", "--no-plots"])  # fmt: skip
     local = mj.gwas(plink.pheno, plink.prefix, **kw)
     pd.testing.assert_frame_equal(remote, local, check_exact=False, rtol=1e-9)
+    assert rc == 0
+    from_cli = pd.read_csv(tmp_path / "dask.tsv", sep="\t")
+    np.testing.assert_allclose(from_cli.p_wald, local.p_wald, rtol=1e-6)
     local_arr = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=64)
     np.testing.assert_allclose(remote_arr.p_wald, local_arr.p_wald, rtol=1e-9)
 

@@ -128,10 +128,6 @@ def _shared_rows(c_rot, y_rot):
     return jnp.stack(rows)
 
 
-def _num_pairs(c: int) -> int:
-    return c * (c + 1) // 2 + c + 1
-
-
 def _assemble(e, c: int):
     """Nested-list cross-product matrix of ``[C | g | y]`` and ``sum log w`` from an entry
     vector ``e[..., E]`` laid out as: marker-free pairs (order of :func:`_shared_rows`),

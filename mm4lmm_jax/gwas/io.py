@@ -54,6 +54,12 @@ class GenotypeSource:
         """What a remote worker needs to read the same markers (bed path, or None)."""
         return {"bed_path": self.bed_path, "n": self.n, "m": self.m}
 
+    @classmethod
+    def from_spec(cls, spec: dict) -> GenotypeSource:
+        """A reader of the .bed named by :meth:`spec` (no IDs or marker table: reading only)."""
+        ids = np.zeros(spec["n"])
+        return cls(ids, ids, pd.DataFrame(index=range(spec["m"])), bed_path=spec["bed_path"])
+
 
 def _need(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)

@@ -256,9 +256,7 @@ def _remote_block(spec, array_block, rows, start, stop, const_host, opts: ScanOp
     """A Dask task: read (or take) one block, fit it, return host arrays and QC."""
     jax.config.update("jax_enable_x64", True)
     if array_block is None:
-        src = GenotypeSource(np.zeros(spec["n"]), np.zeros(spec["n"]), pd.DataFrame(index=range(spec["m"])),
-                             bed_path=spec["bed_path"])  # fmt: skip
-        raw = src.read(rows, start, stop, opts.rotation_dtype)
+        raw = GenotypeSource.from_spec(spec).read(rows, start, stop, opts.rotation_dtype)
     else:
         raw = array_block
     g, qc = impute_block(raw)
@@ -408,7 +406,7 @@ def gwas(
     frame = _assemble(source, rows, parts, traits)
     frame.attrs.update(
         n_analysed=n,
-        n_dropped_missing=int(source.n - n - 0),
+        n_dropped_missing=int(source.n - n),
         n_phenotyped_not_genotyped=pheno_extra,
         n_covariates_not_genotyped=covar_extra,
         covariates=covar_cols,

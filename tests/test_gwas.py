@@ -220,6 +220,9 @@ def test_bad_inputs_say_what_is_wrong(plink, tmp_path, small):
         mj.gwas(str(other), plink.prefix, kinship=plink.kinship)
     with pytest.raises(InputError, match="no column"):
         mj.gwas(plink.pheno, plink.prefix, kinship=plink.kinship, pheno_names=["height"])
+    pheno = pd.read_csv(plink.pheno, sep="\t").assign(group="a")
+    with pytest.raises(InputError, match=r"\['group'\] hold non-numeric"):
+        mj.gwas(pheno, plink.prefix, kinship=plink.kinship)
     y, g, kin, _ = small
     with pytest.raises(InputError, match="collinear"):
         mj.gwas(y, g, kinship=kin, covariates=np.ones(y.size))

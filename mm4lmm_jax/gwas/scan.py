@@ -99,7 +99,11 @@ def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None
         if missing:
             raise InputError(f"{label}: no column(s) {missing}; columns are {list(frame.columns)}")
         frame = frame[list(names)]
-    frame = frame.apply(pd.to_numeric, errors="coerce")
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    bad = [c for c in frame.columns if (numeric[c].isna() & frame[c].notna()).any()]
+    if bad:
+        raise InputError(f"{label}: column(s) {bad} hold non-numeric values (code factors as numbers)")
+    frame = numeric
     overlap = frame.index.isin(key_source)
     if not overlap.any():
         raise InputError(f"{label}: no individual matches the genotype file's FID/IID")

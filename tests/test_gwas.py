@@ -230,6 +230,13 @@ def test_bad_inputs_say_what_is_wrong(plink, tmp_path, small):
         mj.gwas(y[:-1], g, kinship=kin)
     with pytest.raises(InputError, match="loco"):
         mj.gwas(y, g, kinship=kin, loco=True)
+    skew = kin.copy()
+    skew[0, 1] += 0.1
+    with pytest.raises(InputError, match="not symmetric"):
+        mj.gwas(y, g, kinship=skew)
+    skew[0, 1] = np.nan
+    with pytest.raises(InputError, match="non-finite"):
+        mj.gwas(y, g, kinship=skew)
     truncated = tmp_path / "cut"
     for ext in (".bim", ".fam"):
         shutil.copy(plink.prefix + ext, str(truncated) + ext)

@@ -168,8 +168,16 @@ def read_kinship(path: str | os.PathLike, n: int) -> np.ndarray:
         raise InputError(f"cannot read kinship file {p}: {err}") from err
     if k.shape != (n, n):
         raise InputError(f"kinship file {p}: shape {k.shape}, expected ({n}, {n}) (rows in .fam order)")
-    if not np.all(np.isfinite(k)):
-        raise InputError(f"kinship file {p}: non-finite values")
-    if not np.allclose(k, k.T, atol=1e-8 * max(1.0, np.abs(k).max())):
-        raise InputError(f"kinship file {p}: the matrix is not symmetric")
-    return 0.5 * (k + k.T)
+    return checked_symmetric(k, f"kinship file {p}")
+
+
+def checked_symmetric(k: np.ndarray, label: str) -> np.ndarray:
+    """``k`` if finite and symmetric (to 1e-8 of its largest entry), symmetrised when it is
+    only nearly so; otherwise an :class:`InputError` naming ``label``."""
+    scale = float(np.max(np.abs(k))) if k.size else 0.0
+    if not np.isfinite(scale):
+        raise InputError(f"{label}: non-finite values")
+    asym = float(np.max(np.abs(k - k.T))) if k.size else 0.0
+    if asym > 1e-8 * max(1.0, scale):
+        raise InputError(f"{label}: the matrix is not symmetric")
+    return k if asym == 0.0 else 0.5 * (k + k.T)

@@ -17,7 +17,16 @@ import pandas as pd
 from ..core.profile_scan import DELTA_BOUNDS, ScanData, null_fit
 from ..errors import MissingDataWarning
 from .block import STATUS, Constants, block_program, finish_block, impute_block
-from .io import SNP_COLUMNS, GenotypeSource, InputError, array_source, open_plink, read_kinship, read_table
+from .io import (
+    SNP_COLUMNS,
+    GenotypeSource,
+    InputError,
+    array_source,
+    checked_symmetric,
+    open_plink,
+    read_kinship,
+    read_table,
+)
 from .kinship import GrmSum, contiguous_runs, grm
 
 #: Median of the chi-square distribution with 1 df (for the genomic inflation factor).
@@ -139,8 +148,7 @@ def _kinship_groups(kinship, source: GenotypeSource, rows: np.ndarray, loco: boo
             k = np.asarray(kinship, dtype=float)
             if k.shape != (source.n, source.n):
                 raise InputError(f"kinship: shape {k.shape}, expected ({source.n}, {source.n}) (genotype order)")
-            if not np.all(np.isfinite(k)):
-                raise InputError("kinship: non-finite values")
+            k = checked_symmetric(k, "kinship")
         return [("all", np.arange(m), lambda: k[np.ix_(rows, rows)], "given")]
     bar = _bar(m if not loco else 2 * m, progress, "kinship (GRM)")
     update = bar.update if bar is not None else None

@@ -170,9 +170,34 @@ def test_blocks_bound_memory_and_reuse_one_program(small, monkeypatch):
     monkeypatch.setattr(scan._Programs, "_compile", staticmethod(spy_compile))
     res = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=20)
     assert max(sizes) <= 64 and sum(sizes) == g.shape[1] and len(compiled) == 1
-    assert compiled[0].in_tree.num_leaves == 6  # one block and the five shared constants
     whole = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=4096)
     np.testing.assert_allclose(res.p_wald, whole.p_wald, rtol=1e-12)
+
+
+def test_exported_programs_are_stored_and_reused(small, tmp_path):
+    """With a cache directory the block and null programs are exported once, loaded from disk
+    by a later run (no tracing), and give the same numbers as the traced programs."""
+    import jax
+
+    from mm4lmm_jax.gwas import scan
+
+    y, g, kin, _ = small
+    traced = mj.gwas(y, g, kinship=kin, progress=False)
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    try:
+        scan._Programs._compile.cache_clear()
+        first = mj.gwas(y, g, kinship=kin, progress=False)
+        stored = sorted(p.name.split("-")[0] for p in (tmp_path / "exported").iterdir())
+        assert stored == ["block", "null_reml"]
+        scan._Programs._compile.cache_clear()
+        again = mj.gwas(y, g, kinship=kin, progress=False)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+        scan._Programs._compile.cache_clear()
+    for res in (first, again):
+        np.testing.assert_allclose(res.p_wald, traced.p_wald, rtol=1e-12)
+        np.testing.assert_allclose(res.sigma2_g, traced.sigma2_g, rtol=1e-12)
 
 
 def test_several_traits_equal_single_runs(plink):

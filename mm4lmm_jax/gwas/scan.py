@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..core.profile_scan import DELTA_BOUNDS, ScanData, null_fit
+from ..core.profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit
 from ..errors import MissingDataWarning
-from .block import STATUS, Constants, block_program, finish_block, impute_block
+from .block import STATUS, BlockFit, Constants, block_program, finish_block, impute_block
 from .io import (
     SNP_COLUMNS,
     GenotypeSource,
@@ -28,6 +28,7 @@ from .io import (
     read_table,
 )
 from .kinship import GrmSum, contiguous_runs, grm
+from .programs import compiled
 
 #: Median of the chi-square distribution with 1 df (for the genomic inflation factor).
 CHI2_1_MEDIAN = 0.4549364231195724
@@ -202,11 +203,25 @@ class _Programs:
         const = Constants(
             spec((n, n), opts.rotation_dtype), spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64)
         )
-        block = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, n_devices)
-        block = block.lower(spec((block_size, n), opts.rotation_dtype), const).compile()
+        g_spec = spec((block_size, n), opts.rotation_dtype)
+        jitted = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, n_devices)
+        if n_devices == 1:  # flat arrays in and out: the exported program needs no pytree registry
+            key = f"{opts} {block_size} {n} {c} {t}"
+            flat = compiled("block", lambda g, *cs: tuple(jitted(g, Constants(*cs))), (g_spec, *const), key)
+
+            def block(g, const, _flat=flat):
+                return BlockFit(*_flat(g, *const))
+        else:
+            block = jitted.lower(g_spec, const).compile()
         data = ScanData(spec((n,), f64), spec((c, n), f64), spec((n,), f64))
-        methods = ("reml", "ml") if opts.lrt else ("reml",)
-        nulls = {m: null_fit.lower(data, method=m, grid_size=opts.grid_size).compile() for m in methods}
+        nulls = {}
+        for m in ("reml", "ml") if opts.lrt else ("reml",):
+
+            def flat_null(*arrays, _m=m):
+                return tuple(null_fit(ScanData(*arrays), method=_m, grid_size=opts.grid_size))
+
+            run = compiled(f"null_{m}", flat_null, tuple(data), f"{opts.grid_size} {n} {c}")
+            nulls[m] = lambda d, _run=run: ScanOutput(*_run(*d))
         return block, nulls
 
     def get(self):

@@ -494,7 +494,6 @@ def scan_markers(
     tol: float = 1e-4,
     max_iter: int = 30,
     bounds: tuple[float, float] = DELTA_BOUNDS,
-    sub_block: int | None = None,
 ) -> ScanOutput:
     """Exact per-marker fit of the two-component model for a block of rotated markers.
 
@@ -506,23 +505,13 @@ def scan_markers(
     carried to its end to first order; markers whose step exceeds ``tol`` (in ``log delta``)
     are polished by exact damped Newton iterations.  With ``tol = 1e-4`` the optimum is
     located to about ``1e-7`` in ``log delta`` (the step's second-order error plus its
-    product with the interpolant's curvature error).  The refinement runs over sub-blocks
-    of ``sub_block`` markers (``b`` must be a multiple) so a marker that needs polishing
-    only holds back its own sub-block.
-    ``method``, ``grid_size``, ``max_iter``, ``bounds`` and ``sub_block`` are static.
+    product with the interpolant's curvature error); the markers to polish are gathered, so
+    the others do not wait for them.  ``method``, ``grid_size``, ``max_iter`` and ``bounds``
+    are static.
     """
-    b, n = g_rot.shape
     grid = make_grid(grid_size, bounds, g_rot.dtype)
     e_grid = grid_sums(g_rot, grid_basis(data, grid))
-    run = lambda g, e: refine(g, e, data, grid, method=method, tol=tol, max_iter=max_iter)  # noqa: E731
-    if sub_block is None or sub_block >= b:
-        return run(g_rot, e_grid)
-    if b % sub_block:
-        raise ValueError(f"block size {b} is not a multiple of sub_block={sub_block}")
-    parts = jax.lax.map(
-        lambda a: run(*a), (g_rot.reshape(-1, sub_block, n), e_grid.reshape(-1, sub_block, *e_grid.shape[1:]))
-    )
-    return ScanOutput(*(x.reshape(b, *x.shape[2:]) for x in parts))
+    return refine(g_rot, e_grid, data, grid, method=method, tol=tol, max_iter=max_iter)
 
 
 @partial(jax.jit, static_argnames=("method", "grid_size", "max_iter", "bounds"))

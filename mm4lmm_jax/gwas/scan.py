@@ -261,41 +261,46 @@ def _padded_block(g: np.ndarray, size: int, dtype) -> np.ndarray:
     return g.astype(dtype, copy=False)
 
 
+def _dispatch(program, raw: np.ndarray, const, opts: ScanOptions, block_size: int):
+    """Impute one block of allele counts and start its fit (asynchronously): ``(fit, qc)``."""
+    g, qc = impute_block(raw)
+    return program(jnp.asarray(_padded_block(g, block_size, opts.rotation_dtype)), const), qc
+
+
 def _run_local(source, rows, runs, const, opts, block_size, program, bar):
+    """Blocks in order; the next block is read and imputed while the device fits the last."""
     out = []
     pending = None
+
+    def collect(fit, qc, count):
+        out.append(finish_block(fit, qc, count))
+        if bar is not None:
+            bar.update(count)
+
     for start, stop in runs:
-        g, qc = impute_block(source.read(rows, start, stop, opts.rotation_dtype))
-        fit = program(jnp.asarray(_padded_block(g, block_size, opts.rotation_dtype)), const)  # async dispatch
+        fit, qc = _dispatch(program, source.read(rows, start, stop, opts.rotation_dtype), const, opts, block_size)
         if pending is not None:
-            out.append(finish_block(*pending))
-            if bar is not None:
-                bar.update(pending[2])
+            collect(*pending)
         pending = (fit, qc, stop - start)
     if pending is not None:
-        out.append(finish_block(*pending))
-        if bar is not None:
-            bar.update(pending[2])
+        collect(*pending)
     return out
 
 
 def _remote_block(spec, array_block, rows, start, stop, const_host, opts: ScanOptions, block_size: int):
-    """A Dask task: read (or take) one block, fit it, return host arrays and QC."""
+    """A Dask task: read (or take) one block, fit it, return its host arrays."""
     jax.config.update("jax_enable_x64", True)
     if array_block is None:
         raw = GenotypeSource.from_spec(spec).read(rows, start, stop, opts.rotation_dtype)
     else:
         raw = array_block
-    g, qc = impute_block(raw)
     program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1)
     const = Constants(*(jnp.asarray(a) for a in const_host))
-    fit = program(jnp.asarray(_padded_block(g, block_size, opts.rotation_dtype)), const)
-    return finish_block(fit, qc, stop - start)
+    return finish_block(*_dispatch(program, raw, const, opts, block_size), stop - start)
 
 
 def _run_dask(client, source, rows, runs, const, opts, block_size, bar):
-    const_host = [np.asarray(a) for a in const]
-    const_future = client.scatter(const_host, broadcast=True)
+    const_future = client.scatter([np.asarray(a) for a in const], broadcast=True)
     futures = []
     for start, stop in runs:
         block = None if source.bed_path else source.read(rows, start, stop, opts.rotation_dtype)
@@ -306,9 +311,10 @@ def _run_dask(client, source, rows, runs, const, opts, block_size, bar):
         )
     from distributed import as_completed
 
+    sizes = {fut.key: stop - start for fut, (start, stop) in zip(futures, runs)}
     for fut in as_completed(futures):
         if bar is not None:
-            bar.update(runs[futures.index(fut)][1] - runs[futures.index(fut)][0])
+            bar.update(sizes[fut.key])
     return [f.result() for f in futures]
 
 

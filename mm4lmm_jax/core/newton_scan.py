@@ -1,0 +1,233 @@
+"""Exact ReML / ML optima of ``K >= 3`` component models by Newton's method (pure JAX).
+
+The covariance is written ``V = s2 * (A-form)``, ``s2`` the last component's variance,
+profiled out; the remaining ``K' = K - 1`` parameters ``psi`` enter one SPD family
+
+    ``A(psi) = A_fixed + sum_k psi_k E_k``   (d, d),
+
+in one of two forms:
+
+* Henderson (``d = sum q_k``): ``A = Zt'Zt + diag(theta)``, ``Zt = [L_R^-1 Z_k C_k]``
+  (``R_k = C_k C_k'``, last component ``R = L_R L_R'``), ``psi_k = theta_k = s2 / s2_k``,
+  ``E_k`` the block selectors; a column ``a`` enters through ``h = Zt' L_R^-1 a`` and
+  ``a' B^-1 b = a_w'b_w - h_a' A^-1 h_b``; ``log|B| = log|R| - sum q_k log theta_k + log|A|``.
+* dense (``d = n``): ``A = B = K_last + sum_k gamma_k K_k``, ``psi_k = gamma_k = s2_k / s2``,
+  ``h = a`` and ``a' B^-1 b = h_a' A^-1 h_b``; ``log|B| = log|A|``.
+
+Both are described by :class:`Family`.  For a model with columns ``F = [X, y]`` (p + 1) the
+matrix ``S = F' B^-1 F`` gives everything (:func:`profiled`): ``beta = S_xx^-1 S_xy``,
+``rss = S_yy - S_xy' beta``, ``s2 = rss / nu`` and the profiled log-likelihood.
+
+Two evaluations of ``S`` and ``log|A|``: exact (:func:`exact_loglik`, one Cholesky of
+``A(psi)`` per model, used for the null model and as the fallback) and the expansion around
+the null optimum of :mod:`.expansion` (:func:`surrogate_loglik`, no per-model
+factorisation).  :func:`newton_surrogate` and :func:`newton_exact` maximise them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from .expansion import evaluate
+from .likelihood import LOG_2PI
+
+PSI_BOUNDS = (-18.420680743952367, 18.420680743952367)  # log(1e-8), log(1e8): ratio bounds
+
+
+class Family(NamedTuple):
+    """``A(psi) = a_fixed + sum_k psi_k E_k`` and how ``log|B|`` follows from ``log|A|``.
+
+    Fields: ``a_fixed`` (d, d); ``e`` (K', d) diagonal or (K', d, d) dense ``E_k``;
+    ``sign`` (): -1 Henderson, +1 dense; ``q`` (K',): ``log|B| = logdet_const - q' log psi
+    + log|A|`` (Henderson block sizes, zeros for dense); ``logdet_const`` ().
+    """
+
+    a_fixed: jnp.ndarray
+    e: jnp.ndarray
+    sign: jnp.ndarray
+    q: jnp.ndarray
+    logdet_const: jnp.ndarray
+
+
+def family_matrix(fam: Family, psi: jnp.ndarray) -> jnp.ndarray:
+    """``A(psi)`` (d, d)."""
+    if fam.e.ndim == 2:
+        return fam.a_fixed + jnp.diag(psi @ fam.e)
+    return fam.a_fixed + jnp.tensordot(psi, fam.e, axes=1)
+
+
+class Estimates(NamedTuple):
+    """Profiled estimates from ``S``: ``loglik`` (), ``beta`` (p,), ``cov_unscaled`` (p, p) =
+    ``S_xx^-1``, ``s2`` () the last component's variance."""
+
+    loglik: jnp.ndarray
+    beta: jnp.ndarray
+    cov_unscaled: jnp.ndarray
+    s2: jnp.ndarray
+
+
+def profiled(s_mat: jnp.ndarray, logdet_b: jnp.ndarray, n: int, method: str) -> Estimates:
+    """Full (lme4-convention) log-likelihood at the profiled ``s2`` from ``S = F'B^-1 F``."""
+    p = s_mat.shape[0] - 1
+    sxx, sxy, syy = s_mat[:p, :p], s_mat[:p, p], s_mat[p, p]
+    chol = jnp.linalg.cholesky(sxx)
+    z = solve_triangular(chol, sxy, lower=True)
+    beta = solve_triangular(chol, z, lower=True, trans="T")
+    rss = syy - jnp.dot(z, z)
+    nu = n - p if method == "reml" else n
+    s2 = rss / nu
+    ll = nu * LOG_2PI + nu * jnp.log(s2) + nu + logdet_b
+    if method == "reml":
+        ll = ll + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    eye = jnp.eye(p, dtype=s_mat.dtype)
+    inv_chol = solve_triangular(chol, eye, lower=True)
+    return Estimates(-0.5 * ll, beta, inv_chol.T @ inv_chol, s2)
+
+
+def exact_parts(fam: Family, psi, h, s_mat):
+    """Exact ``S`` (c, c) and ``log|B|`` for columns ``h`` (d, c) with ``s_mat`` = ``a_w'b_w``."""
+    chol = jnp.linalg.cholesky(family_matrix(fam, psi))
+    w = solve_triangular(chol, h, lower=True)
+    logdet_b = fam.logdet_const - jnp.dot(fam.q, jnp.log(psi)) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return s_mat + fam.sign * (w.T @ w), logdet_b
+
+
+def exact_loglik(t, fam: Family, h, s_mat, n: int, method: str) -> Estimates:
+    """Estimates at ``psi = exp(t)`` by one Cholesky of ``A(psi)``."""
+    s, logdet_b = exact_parts(fam, jnp.exp(t), h, s_mat)
+    return profiled(s, logdet_b, n, method)
+
+
+class Expansion(NamedTuple):
+    """Shared part of the surrogate: ``psi = psi0 + u / lam``; ``log|A| = logdet0 +
+    poly(ld_coef, u)`` (exponents ``ld_exps``, static, passed separately)."""
+
+    psi0: jnp.ndarray
+    lam: jnp.ndarray
+    logdet0: jnp.ndarray
+    ld_coef: jnp.ndarray
+
+
+def surrogate_parts(u, s_mat, form_coef, form_exps, exp_: Expansion, ld_exps, fam: Family):
+    """``S`` and ``log|B|`` at scaled offset ``u`` from the polynomial coefficients."""
+    s = s_mat + fam.sign * evaluate(form_coef, u, form_exps)
+    psi = exp_.psi0 + u / exp_.lam
+    logdet_a = exp_.logdet0 + evaluate(exp_.ld_coef, u, ld_exps)
+    return s, fam.logdet_const - jnp.dot(fam.q, jnp.log(psi)) + logdet_a
+
+
+def surrogate_loglik(u, s_mat, form_coef, form_exps, exp_: Expansion, ld_exps, fam: Family, n, method):
+    s, logdet_b = surrogate_parts(u, s_mat, form_coef, form_exps, exp_, ld_exps, fam)
+    return profiled(s, logdet_b, n, method)
+
+
+class NewtonResult(NamedTuple):
+    """``x`` the maximiser, ``value`` the log-likelihood there, ``n_iter``, ``converged``
+    (step below ``tol`` with a negative-definite Hessian on the free coordinates)."""
+
+    x: jnp.ndarray
+    value: jnp.ndarray
+    n_iter: jnp.ndarray
+    converged: jnp.ndarray
+
+
+def maximise(f, x0, *, lower=None, upper=None, tol: float = 1e-10, max_iter: int = 50, max_halvings: int = 30):
+    """Damped, projected Newton ascent of the scalar function ``f`` from ``x0`` (k,).
+
+    Coordinates at a bound whose gradient points outwards are held; a step that lowers
+    ``f`` is halved.  Where the Hessian is not negative definite the step is the gradient,
+    scaled to length 1.  ``converged`` when an accepted step is below ``tol`` in every
+    coordinate and the Hessian on the free coordinates is negative definite.
+    """
+    k = x0.shape[0]
+    lo = jnp.full((k,), -jnp.inf) if lower is None else jnp.broadcast_to(lower, (k,))
+    hi = jnp.full((k,), jnp.inf) if upper is None else jnp.broadcast_to(upper, (k,))
+    grad_hess = jax.value_and_grad(f)
+    hess = jax.hessian(f)
+
+    def direction(x):
+        val, g = grad_hess(x)
+        h = hess(x)
+        held = ((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0))
+        g = jnp.where(held, 0.0, g)
+        h = jnp.where(held[:, None] | held[None, :], 0.0, h) - jnp.diag(jnp.where(held, 1.0, 0.0))
+        evals = jnp.linalg.eigvalsh(0.5 * (h + h.T))
+        concave = evals[-1] < 0
+        newton = -jnp.linalg.solve(h, g)
+        grad_step = g / jnp.maximum(jnp.linalg.norm(g), 1e-300)
+        return val, jnp.where(concave, newton, grad_step), concave
+
+    def cond(state):
+        _, _, it, done, _ = state
+        return (~done) & (it < max_iter)
+
+    def body(state):
+        x, _, it, _, _ = state
+        val, step, concave = direction(x)
+
+        def try_cond(c):
+            scale, new_val, j = c
+            return (~(new_val >= val - 1e-12 * jnp.abs(val))) & (j < max_halvings)
+
+        def try_body(c):
+            scale, _, j = c
+            scale = 0.5 * scale
+            return scale, f(jnp.clip(x + scale * step, lo, hi)), j + 1
+
+        first = f(jnp.clip(x + step, lo, hi))
+        scale, new_val, _ = jax.lax.while_loop(try_cond, try_body, (jnp.ones(()), first, 0))
+        x_new = jnp.clip(x + scale * step, lo, hi)
+        ok = jnp.isfinite(new_val) & (new_val >= val - 1e-12 * jnp.abs(val))
+        x_new = jnp.where(ok, x_new, x)
+        small = jnp.max(jnp.abs(x_new - x)) < tol
+        return x_new, jnp.where(ok, new_val, val), it + 1, small | ~ok, small & concave
+
+    val0 = f(x0)
+    x, val, it, _, conv = jax.lax.while_loop(
+        cond, body, (x0, val0, jnp.zeros((), jnp.int32), ~jnp.isfinite(val0), jnp.zeros((), bool))
+    )
+    return NewtonResult(x, val, it, conv)
+
+
+def newton_exact(t0, fam: Family, h, s_mat, n: int, method: str, *, tol: float = 1e-10, max_iter: int = 100):
+    """Exact optimum in ``t = log psi`` (bounded to ``PSI_BOUNDS``)."""
+    return maximise(
+        lambda t: exact_loglik(t, fam, h, s_mat, n, method).loglik,
+        t0,
+        lower=PSI_BOUNDS[0],
+        upper=PSI_BOUNDS[1],
+        tol=tol,
+        max_iter=max_iter,
+    )
+
+
+def newton_surrogate(s_mat, form_coef, form_exps, exp_: Expansion, ld_exps, fam: Family, n, method, *, r_max, tol):
+    """Optimum of the surrogate in the scaled offsets ``u`` (start 0 = the null optimum),
+    kept inside ``|u_k| <= r_max``."""
+    k = exp_.psi0.shape[0]
+
+    def f(u):
+        return surrogate_loglik(u, s_mat, form_coef, form_exps, exp_, ld_exps, fam, n, method).loglik
+
+    return maximise(f, jnp.zeros((k,), s_mat.dtype), lower=-r_max, upper=r_max, tol=tol, max_iter=30)
+
+
+__all__ = [
+    "Estimates",
+    "Expansion",
+    "Family",
+    "NewtonResult",
+    "exact_loglik",
+    "exact_parts",
+    "family_matrix",
+    "maximise",
+    "newton_exact",
+    "newton_surrogate",
+    "profiled",
+    "surrogate_loglik",
+    "surrogate_parts",
+]

@@ -1,0 +1,296 @@
+"""The exact ``K >= 3`` marker scan: Newton's method on an expansion shared by every model.
+
+Set-up once per data set (:class:`NewtonScan`): the family ``A(psi)`` of
+:mod:`mm4lmm_jax.core.newton_scan` in Henderson form (``sum q_k < n``) or dense form, the
+null model's exact optimum ``psi0`` (Newton from the MM fit), then at ``psi0`` one
+factorisation, the log-determinant series and the words of the shared columns
+``[cofactors, y]``.  Per chunk of markers (one compiled program, padded): the words of the
+marker columns (GEMMs with ``A0^-1``), the polynomial coefficients of their forms, and a
+vmapped Newton ascent of each model's surrogate log-likelihood from ``psi0``.  A model whose
+optimum lies further than ``r_max`` from ``psi0`` (where the series' error could exceed
+1e-10 relative) is refitted exactly (one Cholesky per Newton step), gathered in small
+padded batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.expansion import (
+    WordSet,
+    form_coefficients,
+    logdet_series,
+    monomial_exponents,
+    spectral_scales,
+    word_set,
+)
+from ..core.fit import FitOutput
+from ..core.newton_scan import (
+    PSI_BOUNDS,
+    Estimates,
+    Expansion,
+    Family,
+    exact_loglik,
+    family_matrix,
+    newton_exact,
+    newton_surrogate,
+    surrogate_loglik,
+)
+
+ORDER = 4  # words up to length 4: forms exact to degree 9 in the offsets
+LOGDET_ORDER = 10
+R_MAX = 0.05  # r^(2 ORDER + 2) <= 1e-13: series error far below the optimum's sharpness
+FALLBACK_BATCH = 8
+
+
+def _is_identity(a: np.ndarray) -> bool:
+    return a.shape[0] == a.shape[1] and np.array_equal(a, np.eye(a.shape[0]))
+
+
+def henderson_form_possible(comps, n_cof: int) -> bool:
+    """Henderson form: the random levels fewer than the observations left, every ``R_k``
+    and the last covariance positive definite."""
+    n = comps.covariances()[-1].shape[0]
+    q = sum(v.shape[0] for v in comps.v_list[:-1])
+    if q + n_cof >= n:
+        return False
+    mats = [*comps.v_list[:-1], comps.covariances()[-1]]
+    return all(np.all(np.linalg.eigvalsh(0.5 * (m + m.T)) > 0) for m in mats)
+
+
+class NewtonScan:
+    """Shared set-up of an exact ``K >= 3`` scan (see the module docstring).
+
+    Parameters
+    ----------
+    y : (n,) response.  comps : validated components (last = the profiled one).
+    form : ``"henderson"`` or ``"dense"``.  method : ``"reml"`` or ``"ml"``.
+    """
+
+    def __init__(self, y: np.ndarray, comps, form: str, method: str):
+        self.method = method
+        self.form = form
+        self.n = y.shape[0]
+        self.k = len(comps.names) - 1
+        covs = comps.covariances()
+        if form == "henderson":
+            last = np.asarray(covs[-1], float)
+            self.whiten = not _is_identity(last)
+            if self.whiten:
+                chol = np.linalg.cholesky(0.5 * (last + last.T))
+                self.l_inv = np.linalg.solve(chol, np.eye(self.n))
+                logdet_r = 2.0 * np.sum(np.log(np.diag(chol)))
+            else:
+                self.l_inv, logdet_r = None, 0.0
+            blocks = []
+            for z, g in zip(comps.z_list[:-1], comps.v_list[:-1]):
+                z = np.eye(self.n) if z is None else np.asarray(z, float)
+                c = np.linalg.cholesky(0.5 * (np.asarray(g, float) + np.asarray(g, float).T))
+                blocks.append(self._w(z @ c))
+            zt = np.concatenate(blocks, axis=1)
+            sizes = [b.shape[1] for b in blocks]
+            masks = np.zeros((self.k, zt.shape[1]))
+            start = 0
+            for j, size in enumerate(sizes):
+                masks[j, start : start + size] = 1.0
+                start += size
+            self.zt = jnp.asarray(zt)
+            self.fam = Family(
+                jnp.asarray(zt.T @ zt), jnp.asarray(masks), jnp.asarray(-1.0), jnp.asarray(sizes, float),
+                jnp.asarray(logdet_r),
+            )  # fmt: skip
+        else:
+            self.whiten, self.l_inv, self.zt = False, None, None
+            stack = np.stack([np.asarray(c, float) for c in covs])
+            self.fam = Family(
+                jnp.asarray(stack[-1]), jnp.asarray(stack[:-1]), jnp.asarray(1.0), jnp.zeros(self.k), jnp.asarray(0.0)
+            )
+        self.y = np.asarray(y, float)
+
+    # -------------------------------------------------------------- columns
+    def _w(self, a: np.ndarray) -> np.ndarray:
+        return self.l_inv @ a if self.whiten else a
+
+    def columns(self, a: np.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """``h`` (d, c) and the whitened columns (n, c) (dense form: ``a`` itself)."""
+        a_w = jnp.asarray(self._w(np.asarray(a, float)))
+        if self.form == "henderson":
+            return self.zt.T @ a_w, a_w
+        return a_w, a_w
+
+    def s_matrix(self, a_w, b_w):
+        """``a_w' b_w`` in Henderson form, zeros in dense form."""
+        if self.form == "henderson":
+            return a_w.T @ b_w
+        return jnp.zeros((a_w.shape[1], b_w.shape[1]))
+
+    # -------------------------------------------------------------- psi <-> sigma2
+    def psi_from_sigma2(self, sigma2: np.ndarray) -> np.ndarray:
+        sigma2 = np.maximum(np.asarray(sigma2, float), 1e-300)
+        ratio = sigma2[:-1] / sigma2[-1]
+        psi = 1.0 / ratio if self.form == "henderson" else ratio
+        return np.clip(psi, np.exp(PSI_BOUNDS[0]), np.exp(PSI_BOUNDS[1]))
+
+    def sigma2_from(self, psi, s2):
+        ratio = 1.0 / psi if self.form == "henderson" else psi
+        return jnp.concatenate([ratio * s2, s2[None]])
+
+    # -------------------------------------------------------------- exact fits
+    def fit_exact(self, design: np.ndarray, sigma_start: np.ndarray) -> tuple[FitOutput, np.ndarray]:
+        """Exact optimum of one model with design (n, p); returns the fit and ``log psi``."""
+        f = np.column_stack([design, self.y])
+        h, a_w = self.columns(f)
+        s = self.s_matrix(a_w, a_w)
+        t0 = jnp.log(jnp.asarray(self.psi_from_sigma2(sigma_start)))
+        out, t = _exact_batch(t0[None], self.fam, h[None], s[None], n=self.n, method=self.method, form=self.form)
+        return FitOutput(*(np.asarray(a)[0] for a in out)), np.asarray(t)[0]
+
+    # -------------------------------------------------------------- the scan
+    def prepare(self, base: np.ndarray, log_psi0: np.ndarray) -> None:
+        """Centre the expansion at ``psi0`` with the shared columns ``[base, y]``."""
+        fam = self.fam
+        psi0 = jnp.exp(jnp.asarray(log_psi0))
+        a0 = family_matrix(fam, psi0)
+        chol = jnp.linalg.cholesky(a0)
+        a0_inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(a0.shape[0]))
+        a0_inv = 0.5 * (a0_inv + a0_inv.T)
+        lam = jnp.maximum(spectral_scales(a0_inv, fam.e), 1e-300)
+        e_scaled = fam.e / (lam[:, None] if fam.e.ndim == 2 else lam[:, None, None])
+        ld = logdet_series(a0_inv, e_scaled, LOGDET_ORDER)
+        self.expansion = Expansion(psi0, lam, 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))), ld)
+        self.log_psi0 = jnp.asarray(log_psi0)
+        self.a0_inv, self.e_scaled = a0_inv, e_scaled
+        shared = np.column_stack([base, self.y])
+        h, a_w = self.columns(shared)
+        self.shared_w = a_w
+        self.shared_words = word_set(a0_inv, e_scaled, h, ORDER)
+        self.shared_coef = form_coefficients(self.shared_words, self.shared_words, self.k, ORDER)
+        self.shared_s = self.s_matrix(a_w, a_w)
+        self.p0 = base.shape[1]
+
+    def fit(self, extra: np.ndarray, chunk: int, progress: Callable | None = None) -> FitOutput:
+        """Models ``[base | extra[i]]`` for ``extra`` (m, n, p1), in padded chunks."""
+        m = extra.shape[0]
+        chunk = max(1, min(chunk, m))
+        outs, valid = [], []
+        args = (
+            self.fam, self.expansion, self.a0_inv, self.e_scaled, self.shared_words, self.shared_coef,
+            self.shared_s, self.shared_w, self.zt if self.zt is not None else jnp.zeros((0, 0)),
+            jnp.asarray(self.l_inv) if self.whiten else jnp.zeros((0, 0)),
+        )  # fmt: skip
+        static = dict(n=self.n, method=self.method, p0=self.p0, form=self.form, whiten=self.whiten)
+        for start in range(0, m, chunk):
+            block = extra[start : start + chunk]
+            if block.shape[0] < chunk:
+                block = np.concatenate([block, np.repeat(block[-1:], chunk - block.shape[0], axis=0)], axis=0)
+            out, ok = _surrogate_chunk(jnp.asarray(block, float), *args, **static)
+            outs.append(out)
+            valid.append(ok)
+            if progress is not None:
+                progress(min(chunk, m - start))
+        host, ok = jax.device_get((outs, valid))
+        fits = [np.concatenate(parts, axis=0)[:m] for parts in zip(*host)]
+        ok = np.concatenate(ok)[:m]
+        redo = np.flatnonzero(~ok)
+        if redo.size:
+            self._refit_exact(extra, redo, fits)
+        return FitOutput(*fits)
+
+    def _refit_exact(self, extra: np.ndarray, idx: np.ndarray, fits: list[np.ndarray]) -> None:
+        """Models outside the expansion's radius: exact Newton, in padded batches."""
+        base = np.asarray(self.shared_w)  # whitened [base, y]
+        for start in range(0, idx.size, FALLBACK_BATCH):
+            sel = idx[start : start + FALLBACK_BATCH]
+            pad = np.concatenate([sel, np.repeat(sel[-1:], FALLBACK_BATCH - sel.size)])
+            hs, ss = [], []
+            for i in pad:
+                g_w = self._w(np.asarray(extra[i], float))
+                f_w = np.column_stack([base[:, : self.p0], g_w, base[:, self.p0 :]])
+                h = self.zt.T @ f_w if self.form == "henderson" else jnp.asarray(f_w)
+                hs.append(h)
+                ss.append(self.s_matrix(jnp.asarray(f_w), jnp.asarray(f_w)))
+            t0 = jnp.broadcast_to(self.log_psi0, (pad.size, self.k))
+            out, _ = _exact_batch(t0, self.fam, jnp.stack(hs), jnp.stack(ss), n=self.n, method=self.method, form=self.form)
+            out = jax.device_get(out)
+            for field, values in zip(fits, out):
+                field[sel] = np.asarray(values)[: sel.size]
+
+
+def _estimates_to_fit(est: Estimates, sigma2, n_iter, converged) -> FitOutput:
+    var_beta = est.s2 * est.cov_unscaled
+    finite = (
+        jnp.all(jnp.isfinite(sigma2))
+        & jnp.all(jnp.isfinite(est.beta))
+        & jnp.all(jnp.isfinite(var_beta))
+        & jnp.isfinite(est.loglik)
+    )
+    return FitOutput(sigma2, est.beta, var_beta, est.loglik, n_iter, converged & finite, finite)
+
+
+def _sigma2(psi, s2, form: str):
+    ratio = 1.0 / psi if form == "henderson" else psi
+    return jnp.concatenate([ratio * s2, s2[None]])
+
+
+@partial(jax.jit, static_argnames=("n", "method", "form"))
+def _exact_batch(t0, fam: Family, h, s, *, n: int, method: str, form: str):
+    def one(t_start, h_i, s_i):
+        res = newton_exact(t_start, fam, h_i, s_i, n, method)
+        est = exact_loglik(res.x, fam, h_i, s_i, n, method)
+        return _estimates_to_fit(est, _sigma2(jnp.exp(res.x), est.s2, form), res.n_iter, res.converged), res.x
+
+    return jax.vmap(one)(t0, h, s)
+
+
+@partial(jax.jit, static_argnames=("n", "method", "p0", "form", "whiten"))
+def _surrogate_chunk(
+    extra, fam: Family, exp_: Expansion, a0_inv, e_scaled, shared: WordSet, shared_coef, shared_s, shared_w, zt,
+    l_inv, *, n: int, method: str, p0: int, form: str, whiten: bool,
+):  # fmt: skip
+    c, _, p1 = extra.shape
+    k = exp_.psi0.shape[0]
+    g_w = jnp.einsum("ij,cjp->cip", l_inv, extra) if whiten else extra
+    flat = jnp.transpose(g_w, (1, 0, 2)).reshape(n, c * p1)
+    h = zt.T @ flat if form == "henderson" else flat
+    words_all = word_set(a0_inv, e_scaled, h, ORDER)
+
+    def per_model(x):  # (..., c * p1) -> (c, ..., p1)
+        return jnp.moveaxis(x.reshape(*x.shape[:-1], c, p1), -2, 0)
+
+    mine = WordSet(per_model(words_all.h), per_model(words_all.u), per_model(words_all.eu))
+    coef_gs = jax.vmap(lambda w: form_coefficients(w, shared, k, ORDER))(mine)  # (c, n_mono, p1, p0 + 1)
+    coef_gg = jax.vmap(lambda w: form_coefficients(w, w, k, ORDER))(mine)  # (c, n_mono, p1, p1)
+    if form == "henderson":
+        s_gs = jnp.einsum("cip,iq->cpq", g_w, shared_w)
+        s_gg = jnp.einsum("cip,ciq->cpq", g_w, g_w)
+    else:
+        s_gs = jnp.zeros((c, p1, p0 + 1))
+        s_gg = jnp.zeros((c, p1, p1))
+    form_exps = monomial_exponents(k, 2 * ORDER + 1)
+    ld_exps = monomial_exponents(k, LOGDET_ORDER)
+
+    def assemble(ss, gs, gg):  # blocks -> columns [base, g, y]
+        top = jnp.concatenate([ss[..., :p0, :p0], jnp.swapaxes(gs[..., :p0], -1, -2), ss[..., :p0, p0:]], axis=-1)
+        mid = jnp.concatenate([gs[..., :p0], gg, gs[..., p0:]], axis=-1)
+        bot = jnp.concatenate([ss[..., p0:, :p0], jnp.swapaxes(gs[..., p0:], -1, -2), ss[..., p0:, p0:]], axis=-1)
+        return jnp.concatenate([top, mid, bot], axis=-2)
+
+    def one(cgs, cgg, sgs, sgg):
+        coef = assemble(shared_coef, cgs, cgg)
+        s_mat = assemble(shared_s, sgs, sgg)
+        res = newton_surrogate(s_mat, coef, form_exps, exp_, ld_exps, fam, n, method, r_max=R_MAX, tol=1e-10)
+        est = surrogate_loglik(res.x, s_mat, coef, form_exps, exp_, ld_exps, fam, n, method)
+        psi = exp_.psi0 + res.x / exp_.lam
+        fit = _estimates_to_fit(est, _sigma2(psi, est.s2, form), res.n_iter, res.converged)
+        inside = jnp.sum(jnp.abs(res.x)) < R_MAX
+        return fit, fit.converged & inside
+
+    return jax.vmap(one)(coef_gs, coef_gg, s_gs, s_gg)
+
+
+__all__ = ["NewtonScan", "henderson_form_possible"]

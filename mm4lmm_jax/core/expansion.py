@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import jax
@@ -54,7 +54,7 @@ class Words(NamedTuple):
     length: np.ndarray
 
 
-@lru_cache(maxsize=None)
+@cache
 def words(k: int, order: int) -> Words:
     level: list[tuple[int, ...]] = [()]
     all_words: list[tuple[int, ...]] = [()]
@@ -68,7 +68,7 @@ def words(k: int, order: int) -> Words:
     return Words(first, parent, counts, counts.sum(axis=1))
 
 
-@lru_cache(maxsize=None)
+@cache
 def monomial_exponents(k: int, degree: int) -> np.ndarray:
     """All exponent vectors ``alpha`` (n_mono, k) with ``|alpha| <= degree``, by degree."""
     out = [a for d in range(degree + 1) for a in _exponents_of_degree(k, d)]
@@ -127,7 +127,7 @@ def word_set(a0_inv, e, h, order: int) -> WordSet:
     return WordSet(h, u, eu)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _form_map(k: int, order: int):
     """Static map from the inner products of words to polynomial coefficients.
 
@@ -190,7 +190,7 @@ def spectral_scales(a0_inv: jnp.ndarray, e: jnp.ndarray) -> jnp.ndarray:
     return jax.vmap(lambda m: jnp.linalg.eigvalsh(0.5 * (m + m.T))[-1])(mats)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _directions(k: int, order: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Directions on the unit sphere and, per degree ``j``, the pseudo-inverse of the
     matrix of degree-``j`` monomials at those directions."""
@@ -253,11 +253,45 @@ def evaluate(coef: jnp.ndarray, u: jnp.ndarray, exponents: np.ndarray) -> jnp.nd
     return jnp.tensordot(monomials(u, exponents), coef, axes=1)
 
 
+@cache
+def _derivative_tables(exponents_key: tuple) -> tuple[np.ndarray, ...]:
+    exps = np.array(exponents_key[1], dtype=int).reshape(-1, exponents_key[0])
+    n_mono, k = exps.shape
+    index = {tuple(a): i for i, a in enumerate(exps)}
+    unit = np.eye(k, dtype=int)
+    idx1, mult1 = np.zeros((k, n_mono), int), np.zeros((k, n_mono))
+    idx2, mult2 = np.zeros((k, k, n_mono), int), np.zeros((k, k, n_mono))
+    for i, a in enumerate(exps):
+        for j in range(k):
+            if a[j] > 0:
+                idx1[j, i], mult1[j, i] = index[tuple(a - unit[j])], a[j]
+            for m in range(k):
+                b = a - unit[j] - unit[m]
+                if b.min() >= 0:
+                    idx2[j, m, i], mult2[j, m, i] = index[tuple(b)], a[j] * (a[m] - (j == m))
+    return idx1, mult1, idx2, mult2
+
+
+def evaluate_derivatives(coef: jnp.ndarray, u: jnp.ndarray, exponents: np.ndarray):
+    """Value, gradient (K', ...) and Hessian (K', K', ...) of ``sum_alpha coef[alpha] u^alpha``
+    from the monomials and static tables of their derivatives (no autodiff)."""
+    idx1, mult1, idx2, mult2 = _derivative_tables((exponents.shape[1], tuple(exponents.ravel().tolist())))
+    mono = monomials(u, exponents)
+    d1 = mono[idx1] * jnp.asarray(mult1, u.dtype)
+    d2 = mono[idx2] * jnp.asarray(mult2, u.dtype)
+    return (
+        jnp.tensordot(mono, coef, axes=1),
+        jnp.tensordot(d1, coef, axes=1),
+        jnp.tensordot(d2, coef, axes=1),
+    )
+
+
 __all__ = [
     "WordSet",
     "Words",
     "apply_e",
     "evaluate",
+    "evaluate_derivatives",
     "form_coefficients",
     "logdet_series",
     "monomial_exponents",

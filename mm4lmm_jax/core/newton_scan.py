@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from .expansion import evaluate
+from .expansion import apply_e, evaluate, evaluate_derivatives
 from .likelihood import LOG_2PI
 
 PSI_BOUNDS = (-18.420680743952367, 18.420680743952367)  # log(1e-8), log(1e8): ratio bounds
@@ -88,6 +88,50 @@ def profiled(s_mat: jnp.ndarray, logdet_b: jnp.ndarray, n: int, method: str) -> 
     return Estimates(-0.5 * ll, beta, inv_chol.T @ inv_chol, s2)
 
 
+def _logdet_derivatives(m, dm, d2m):
+    """``log|M|``, its gradient ``tr(M^-1 dM_k)`` and Hessian ``tr(M^-1 d2M_kl) -
+    tr(M^-1 dM_k M^-1 dM_l)`` for an SPD ``M`` (c, c) with derivatives (K', c, c), (K', K', c, c)."""
+    chol = jnp.linalg.cholesky(m)
+    m_inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(m.shape[0], dtype=m.dtype))
+    p_k = jnp.einsum("ij,kjl->kil", m_inv, dm)
+    grad = jnp.trace(p_k, axis1=1, axis2=2)
+    hess = jnp.einsum("ij,klji->kl", m_inv, d2m) - jnp.einsum("kij,lji->kl", p_k, p_k)
+    return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))), grad, hess
+
+
+def profiled_value(s, ld_b, n: int, method: str):
+    """The profiled log-likelihood alone (two small Cholesky factorisations), as in
+    :func:`profiled_derivatives`."""
+    p = s.shape[0] - 1
+    nu = n - p if method == "reml" else n
+    r = 1.0 if method == "reml" else 0.0
+
+    def logdet(m):
+        return 2.0 * jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(m))))
+
+    const = nu * (LOG_2PI - jnp.log(nu)) + nu
+    return -0.5 * (const + nu * logdet(s) + (r - nu) * logdet(s[:p, :p]) + ld_b)
+
+
+def profiled_derivatives(s, ds, d2s, ld_b, dld_b, d2ld_b, n: int, method: str):
+    """Profiled log-likelihood with its gradient and Hessian from the derivatives of
+    ``S = F'B^-1 F`` (c, c) and ``log|B|`` in any parameters.
+
+    ``-2 ll = nu log(2 pi / nu) + nu + nu log|S| + (r - nu) log|S_xx| + log|B|`` (``r = 1``
+    for ReML, 0 for ML), since ``rss = |S| / |S_xx|``.
+    """
+    p = s.shape[0] - 1
+    nu = n - p if method == "reml" else n
+    r = 1.0 if method == "reml" else 0.0
+    l_s, g_s, h_s = _logdet_derivatives(s, ds, d2s)
+    l_x, g_x, h_x = _logdet_derivatives(s[:p, :p], ds[:, :p, :p], d2s[:, :, :p, :p])
+    const = nu * (LOG_2PI - jnp.log(nu)) + nu
+    val = const + nu * l_s + (r - nu) * l_x + ld_b
+    grad = nu * g_s + (r - nu) * g_x + dld_b
+    hess = nu * h_s + (r - nu) * h_x + d2ld_b
+    return -0.5 * val, -0.5 * grad, -0.5 * hess
+
+
 def exact_parts(fam: Family, psi, h, s_mat):
     """Exact ``S`` (c, c) and ``log|B|`` for columns ``h`` (d, c) with ``s_mat`` = ``a_w'b_w``."""
     chol = jnp.linalg.cholesky(family_matrix(fam, psi))
@@ -125,6 +169,22 @@ def surrogate_loglik(u, s_mat, form_coef, form_exps, exp_: Expansion, ld_exps, f
     return profiled(s, logdet_b, n, method)
 
 
+def surrogate_derivatives(u, s_mat, form_coef, form_exps, exp_: Expansion, ld_exps, fam: Family, n, method):
+    """Surrogate log-likelihood, gradient and Hessian in ``u``: the polynomials' derivatives
+    are explicit (:func:`~.expansion.evaluate_derivatives`), only the small profiled
+    likelihood of their second-order model is differentiated automatically."""
+    q0, dq, d2q = evaluate_derivatives(form_coef, u, form_exps)
+    ld0, dld, d2ld = evaluate_derivatives(exp_.ld_coef, u, ld_exps)
+    psi = exp_.psi0 + u / exp_.lam
+    dpsi = 1.0 / exp_.lam
+    logdet_b = fam.logdet_const - jnp.dot(fam.q, jnp.log(psi)) + exp_.logdet0 + ld0
+    dld_b = dld - fam.q * dpsi / psi
+    d2ld_b = d2ld + jnp.diag(fam.q * (dpsi / psi) ** 2)
+    return profiled_derivatives(
+        s_mat + fam.sign * q0, fam.sign * dq, fam.sign * d2q, logdet_b, dld_b, d2ld_b, n, method
+    )
+
+
 class NewtonResult(NamedTuple):
     """``x`` the maximiser, ``value`` the log-likelihood there, ``n_iter``, ``converged``
     (step below ``tol`` with a negative-definite Hessian on the free coordinates)."""
@@ -135,23 +195,32 @@ class NewtonResult(NamedTuple):
     converged: jnp.ndarray
 
 
-def maximise(f, x0, *, lower=None, upper=None, tol: float = 1e-10, max_iter: int = 50, max_halvings: int = 30):
+def maximise(
+    f, x0, *, lower=None, upper=None, tol: float = 1e-10, max_iter: int = 50, max_halvings: int = 30,
+    derivatives=None, skip=False,
+):  # fmt: skip
     """Damped, projected Newton ascent of the scalar function ``f`` from ``x0`` (k,).
 
     Coordinates at a bound whose gradient points outwards are held; a step that lowers
     ``f`` is halved.  Where the Hessian is not negative definite the step is the gradient,
     scaled to length 1.  ``converged`` when an accepted step is below ``tol`` in every
     coordinate and the Hessian on the free coordinates is negative definite.
+    ``derivatives(x) -> (value, gradient, Hessian)`` replaces autodiff of ``f`` where given;
+    ``skip`` (traced bool) returns ``x0`` untouched (padding in batched calls).
     """
     k = x0.shape[0]
     lo = jnp.full((k,), -jnp.inf) if lower is None else jnp.broadcast_to(lower, (k,))
     hi = jnp.full((k,), jnp.inf) if upper is None else jnp.broadcast_to(upper, (k,))
-    grad_hess = jax.value_and_grad(f)
-    hess = jax.hessian(f)
+    if derivatives is None:
+        grad_hess = jax.value_and_grad(f)
+        hess = jax.hessian(f)
+
+        def derivatives(x):
+            val, g = grad_hess(x)
+            return val, g, hess(x)
 
     def direction(x):
-        val, g = grad_hess(x)
-        h = hess(x)
+        val, g, h = derivatives(x)
         held = ((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0))
         g = jnp.where(held, 0.0, g)
         h = jnp.where(held[:, None] | held[None, :], 0.0, h) - jnp.diag(jnp.where(held, 1.0, 0.0))
@@ -188,20 +257,61 @@ def maximise(f, x0, *, lower=None, upper=None, tol: float = 1e-10, max_iter: int
 
     val0 = f(x0)
     x, val, it, _, conv = jax.lax.while_loop(
-        cond, body, (x0, val0, jnp.zeros((), jnp.int32), ~jnp.isfinite(val0), jnp.zeros((), bool))
+        cond, body, (x0, val0, jnp.zeros((), jnp.int32), ~jnp.isfinite(val0) | skip, jnp.zeros((), bool))
     )
     return NewtonResult(x, val, it, conv)
 
 
-def newton_exact(t0, fam: Family, h, s_mat, n: int, method: str, *, tol: float = 1e-10, max_iter: int = 100):
-    """Exact optimum in ``t = log psi`` (bounded to ``PSI_BOUNDS``)."""
+def exact_derivatives(t, fam: Family, h, s_mat, n: int, method: str):
+    """Log-likelihood, gradient and Hessian in ``t = log psi`` from one inverse of ``A(psi)``.
+
+    With ``W = A^-1 h``: ``dQ/dpsi_k = -W'E_k W`` and ``d2Q/dpsi_k dpsi_l = 2 sym(W'E_k A^-1
+    E_l W)`` for ``Q = h'A^-1 h``; ``d log|A| / dpsi_k = tr(A^-1 E_k)`` and ``d2 = -tr(A^-1 E_k
+    A^-1 E_l)``; the chain rule to ``t`` and :func:`profiled_derivatives` do the rest.
+    """
+    psi = jnp.exp(t)
+    a = family_matrix(fam, psi)
+    chol = jnp.linalg.cholesky(a)
+    a_inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(a.shape[0], dtype=a.dtype))
+    w = a_inv @ h
+    ew = apply_e(fam.e, w[None])[:, 0]  # (K', d, c)
+    q0 = h.T @ w
+    dq = -jnp.einsum("dc,kde->kce", w, ew)
+    t_kl = jnp.einsum("kic,lie->klce", ew, jnp.einsum("ij,ljc->lic", a_inv, ew))
+    d2q = t_kl + jnp.swapaxes(t_kl, 0, 1)
+    if fam.e.ndim == 2:
+        g_ld = fam.e @ jnp.diagonal(a_inv)
+        h_ld = -(fam.e @ (a_inv * a_inv.T) @ fam.e.T)
+    else:
+        prods = jnp.einsum("ij,kjl->kil", a_inv, fam.e)
+        g_ld = jnp.trace(prods, axis1=1, axis2=2)
+        h_ld = -jnp.einsum("kij,lji->kl", prods, prods)
+    ld_a = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    # chain rule to t = log psi: d/dt_k = psi_k d/dpsi_k, plus the diagonal first-order term
+    outer = psi[:, None] * psi[None, :]
+    eye = jnp.eye(psi.shape[0], dtype=psi.dtype)
+    ds = fam.sign * dq * psi[:, None, None]
+    d2s = fam.sign * (d2q * outer[:, :, None, None] + eye[:, :, None, None] * (dq * psi[:, None, None])[:, None])
+    logdet_b = fam.logdet_const - jnp.dot(fam.q, t) + ld_a
+    dld_b = -fam.q + g_ld * psi
+    d2ld_b = h_ld * outer + jnp.diag(g_ld * psi)
+    return profiled_derivatives(s_mat + fam.sign * q0, ds, d2s, logdet_b, dld_b, d2ld_b, n, method)
+
+
+def newton_exact(
+    t0, fam: Family, h, s_mat, n: int, method: str, *, tol: float = 1e-10, max_iter: int = 100, skip=False
+):
+    """Exact optimum in ``t = log psi`` (bounded to ``PSI_BOUNDS``); derivatives from
+    :func:`exact_derivatives`, line search on :func:`exact_loglik`."""
     return maximise(
-        lambda t: exact_loglik(t, fam, h, s_mat, n, method).loglik,
+        lambda t: profiled_value(*exact_parts(fam, jnp.exp(t), h, s_mat), n, method),
         t0,
         lower=PSI_BOUNDS[0],
         upper=PSI_BOUNDS[1],
         tol=tol,
         max_iter=max_iter,
+        derivatives=lambda t: exact_derivatives(t, fam, h, s_mat, n, method),
+        skip=skip,
     )
 
 
@@ -211,9 +321,14 @@ def newton_surrogate(s_mat, form_coef, form_exps, exp_: Expansion, ld_exps, fam:
     k = exp_.psi0.shape[0]
 
     def f(u):
-        return surrogate_loglik(u, s_mat, form_coef, form_exps, exp_, ld_exps, fam, n, method).loglik
+        return profiled_value(*surrogate_parts(u, s_mat, form_coef, form_exps, exp_, ld_exps, fam), n, method)
 
-    return maximise(f, jnp.zeros((k,), s_mat.dtype), lower=-r_max, upper=r_max, tol=tol, max_iter=30)
+    def derivatives(u):
+        return surrogate_derivatives(u, s_mat, form_coef, form_exps, exp_, ld_exps, fam, n, method)
+
+    return maximise(
+        f, jnp.zeros((k,), s_mat.dtype), lower=-r_max, upper=r_max, tol=tol, max_iter=30, derivatives=derivatives
+    )
 
 
 __all__ = [
@@ -221,6 +336,7 @@ __all__ = [
     "Expansion",
     "Family",
     "NewtonResult",
+    "exact_derivatives",
     "exact_loglik",
     "exact_parts",
     "family_matrix",
@@ -228,6 +344,9 @@ __all__ = [
     "newton_exact",
     "newton_surrogate",
     "profiled",
+    "profiled_derivatives",
+    "profiled_value",
+    "surrogate_derivatives",
     "surrogate_loglik",
     "surrogate_parts",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,12 @@ def check_covariance(v: np.ndarray, arg: str, tol: float = 1e-8) -> None:
     if not np.allclose(v, v.T, rtol=0.0, atol=tol * scale):
         asym = np.abs(v - v.T).max()
         raise ValueError(f"{arg} ({v.shape[0]}x{v.shape[1]}) is not symmetric (max |V - V'| = {asym:.3g})")
-    eig_min = np.linalg.eigvalsh(v).min()
+    if is_diagonal(v):
+        eig_min = np.diagonal(v).min()
+    elif is_positive_definite(v + 1e-6 * scale * np.eye(v.shape[0])):  # then eig_min > -1e-6 scale
+        return
+    else:
+        eig_min = np.linalg.eigvalsh(v).min()
     if eig_min < -1e-6 * scale:
         raise ValueError(
             f"{arg} ({v.shape[0]}x{v.shape[1]}) is not positive semi-definite (smallest eigenvalue {eig_min:.3g})"
@@ -94,6 +100,21 @@ def check_covariance(v: np.ndarray, arg: str, tol: float = 1e-8) -> None:
 
 def is_identity(v: np.ndarray) -> bool:
     return v.shape[0] == v.shape[1] and np.array_equal(v, np.eye(v.shape[0]))
+
+
+def is_diagonal(v: np.ndarray) -> bool:
+    return v.shape[0] == v.shape[1] and np.count_nonzero(v) == np.count_nonzero(np.diagonal(v))
+
+
+def is_positive_definite(v: np.ndarray) -> bool:
+    """Symmetric part positive definite (a Cholesky factorisation succeeds)."""
+    if is_diagonal(v):
+        return bool(np.all(np.diagonal(v) > 0))
+    try:
+        np.linalg.cholesky(0.5 * (v + v.T))
+        return True
+    except np.linalg.LinAlgError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -111,8 +132,12 @@ class Components:
     level_names: list[list[str] | None]
 
     def covariances(self) -> list[np.ndarray]:
-        """The ``n x n`` matrices ``Z_k R_k Z_k'``."""
-        return [v if z is None else z @ v @ z.T for z, v in zip(self.z_list, self.v_list)]
+        """The ``n x n`` matrices ``Z_k R_k Z_k'`` (computed once)."""
+        return list(self._covariances)
+
+    @cached_property
+    def _covariances(self) -> tuple[np.ndarray, ...]:
+        return tuple(v if z is None else z @ v @ z.T for z, v in zip(self.z_list, self.v_list))
 
     def drop_rows(self, keep: np.ndarray) -> Components:
         """Remove individuals: rows of ``Z_k``, or rows and columns of ``V_k`` without ``Z``."""

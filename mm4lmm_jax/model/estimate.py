@@ -12,8 +12,16 @@ import pandas as pd
 from ..core.fit import FitOutput
 from ..core.likelihood import LOG_2PI
 from ..errors import ConvergenceWarning, NumericalError
-from .data import Components, as_response, drop_missing, normalise_method, validate_components
+from .data import (
+    Components,
+    as_response,
+    drop_missing,
+    is_positive_definite,
+    normalise_method,
+    validate_components,
+)
 from .design import XNAME, Design, MarkerDesigns, cofactor_frame, marker_designs, null_design
+from .newton_path import NewtonFitPath, henderson_form_possible
 from .paths import DensePath, FitPath, HendersonPath, RotatedPath, SinglePath
 from .results import MMEstResult
 
@@ -31,12 +39,6 @@ class Problem:
     y_names: list[str] | None = None
 
 
-def _is_pd(v: np.ndarray) -> bool:
-    try:
-        np.linalg.cholesky(0.5 * (v + v.T))
-        return True
-    except np.linalg.LinAlgError:
-        return False
 
 
 def _subset_rows(obj, keep: np.ndarray):
@@ -58,14 +60,14 @@ def choose_path(comps: Components, method: str, henderson: bool | None, n_cof: i
         return "single"
     covs_last = comps.covariances()[-1]
     if k == 2:
-        return "rotated" if _is_pd(covs_last) else "dense"
+        return "rotated" if is_positive_definite(covs_last) else "dense"
     if method == "ml":
         if henderson:
             warnings.warn("Henderson's trick is not available for ML; the dense path is used", stacklevel=3)
         return "dense"
     q = sum(v.shape[0] for v in comps.v_list[:-1])
     use = henderson if henderson is not None else covs_last.shape[0] > q + n_cof
-    if use and not (all(_is_pd(v) for v in comps.v_list[:-1]) and _is_pd(covs_last)):
+    if use and not (all(is_positive_definite(v) for v in comps.v_list[:-1]) and is_positive_definite(covs_last)):
         if henderson:
             warnings.warn(
                 "Henderson's equations need positive-definite covariance matrices; the dense path is used",
@@ -84,6 +86,38 @@ def _make_path(path: str, y: np.ndarray, comps: Components, method: str) -> FitP
     return cls(y, comps.covariances(), method)
 
 
+NEWTON_CRIT = 1e-6  # "auto" uses Newton for K >= 3 scans asked to converge at least this tightly
+
+
+def choose_algorithm(algorithm: str, k: int, scan: bool, crit_var: float, crit_loglik: float) -> str:
+    """``"mm"`` or ``"newton"`` from the user's ``algorithm`` (``"auto"``, ``"mm"``, ``"newton"``)."""
+    if algorithm not in ("auto", "mm", "newton"):
+        raise ValueError(f"algorithm must be 'auto', 'mm' or 'newton', got {algorithm!r}")
+    if algorithm == "newton" and k < 3:
+        raise ValueError(
+            f"algorithm='newton' is for models with three or more variance components (got {k}); "
+            "with one or two components the MM paths are already exact and fast"
+        )
+    if algorithm == "auto":
+        tight = crit_var <= NEWTON_CRIT and crit_loglik <= NEWTON_CRIT
+        return "newton" if (k >= 3 and scan and tight) else "mm"
+    return algorithm
+
+
+def _newton_form(comps: Components, henderson: bool | None, n_cof: int) -> str:
+    if henderson is False:
+        return "dense"
+    if henderson_form_possible(comps, n_cof):
+        return "henderson"
+    if henderson:
+        warnings.warn(
+            "Henderson's equations need sum(q_k) + p < n and positive-definite covariance matrices; "
+            "the dense form is used",
+            stacklevel=3,
+        )
+    return "dense"
+
+
 def mmest(
     y,
     cofactor=None,
@@ -99,6 +133,7 @@ def mmest(
     max_iter: int = 100,
     verbose: bool = True,
     chunk_size: int | None = None,
+    algorithm: str = "auto",
 ) -> MMEstResult:
     """Fit variance-component mixed models by ReML or ML with MM4LMM's MM algorithm.
 
@@ -123,6 +158,11 @@ def mmest(
     crit_var, crit_loglik, max_iter : MM4LMM's stopping rule.
     verbose : show a progress bar for scans of several chunks.
     chunk_size : marker models per compiled batch (default depends on the path).
+    algorithm : ``"mm"`` (MM4LMM's iterations), ``"newton"`` (``K >= 3`` only: every model at
+        its exact optimum by Newton's method; marker models share one expansion around the
+        null optimum, see :mod:`mm4lmm_jax.model.newton_path`; ``crit_var``, ``crit_loglik``
+        and ``max_iter`` do not apply and ``n_iter`` counts Newton steps) or ``"auto"``
+        (Newton for ``K >= 3`` marker scans with both criteria ``<= 1e-6``, MM otherwise).
 
     Returns
     -------
@@ -162,14 +202,18 @@ def mmest(
         if init.size != k or not np.all(init > 0):
             raise ValueError(f"init must hold {k} positive values (one per component), got {init.tolist()}")
 
-    path_name = choose_path(comps, method, henderson, spec.frame.shape[1])
+    n_cof = spec.frame.shape[1]
+    algorithm = choose_algorithm(algorithm, k, markers is not None, crit_var, crit_loglik)
+    newton = algorithm == "newton"
+    path_name = choose_path(comps, method, henderson if not (newton and method == "ml") else None, n_cof)
     path = _make_path(path_name, y_arr, comps, method)
+    fitter = NewtonFitPath(y_arr, comps, _newton_form(comps, henderson, n_cof), method) if newton else path
     crit = dict(crit_var=crit_var, crit_loglik=crit_loglik, max_iter=int(max_iter))
 
     sigma0 = init if init is not None else np.full(k, np.var(y_arr, ddof=1) / k)
     empty = np.zeros((1, n, 0))
     if markers is None or init is None:
-        null_fit = path.fit(null.matrix, empty, sigma0, **crit)
+        null_fit = _fit_null(path, fitter if newton else None, null.matrix, empty, sigma0, crit)
         _check_finite(null_fit, ["NullModel"])
     if markers is None:
         return _result(
@@ -181,13 +225,14 @@ def mmest(
             n,
             path_name,
             Problem(y_arr, comps, null, None, keep, path, y_names),
+            algorithm,
         )
     if init is None:
         sigma0 = null_fit.sigma2[0]
 
     bar = _progress(len(markers), verbose)
     try:
-        fits, designs = _fit_markers(path, markers, sigma0, crit, chunk_size, bar)
+        fits, designs = _fit_markers(fitter, markers, sigma0, crit, chunk_size, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -201,7 +246,21 @@ def mmest(
         n,
         path_name,
         Problem(y_arr, comps, null, markers, keep, path, y_names),
+        algorithm,
     )
+
+
+def _fit_null(path: FitPath, newton: NewtonFitPath | None, design, empty, sigma0, crit) -> FitOutput:
+    """The null model by MM, or by exact Newton (started from MM's fit if it fails from
+    ``sigma0``)."""
+    if newton is None:
+        return path.fit(design, empty, sigma0, **crit)
+    fit = newton.fit_null(design, sigma0)
+    if not bool(fit.converged[0]):
+        mm = path.fit(design, empty, sigma0, **crit)
+        if bool(mm.finite[0]):
+            fit = newton.fit_null(design, mm.sigma2[0])
+    return fit
 
 
 def _progress(total: int, verbose: bool):
@@ -263,7 +322,7 @@ def _check_finite(fits, names) -> None:
         )
 
 
-def _result(names, designs, fits, comps, method, n, path, problem) -> MMEstResult:
+def _result(names, designs, fits, comps, method, n, path, problem, algorithm: str = "mm") -> MMEstResult:
     if isinstance(fits, list):  # per-model designs: one FitOutput row per model
         sigma2 = np.stack([f.sigma2 for f in fits])
         betas = [f.beta for f in fits]
@@ -316,7 +375,8 @@ def _result(names, designs, fits, comps, method, n, path, problem) -> MMEstResul
         factors=list(designs[0].factors),
         path=path,
         problem=problem,
+        algorithm=algorithm,
     )
 
 
-__all__ = ["choose_path", "mmest"]
+__all__ = ["choose_algorithm", "choose_path", "mmest"]

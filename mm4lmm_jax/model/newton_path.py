@@ -41,15 +41,12 @@ from ..core.newton_scan import (
     newton_surrogate,
     surrogate_loglik,
 )
+from .data import is_identity, is_positive_definite
 
 ORDER = 4  # words up to length 4: forms exact to degree 9 in the offsets
 LOGDET_ORDER = 10
 R_MAX = 0.05  # r^(2 ORDER + 2) <= 1e-13: series error far below the optimum's sharpness
 FALLBACK_BATCH = 8
-
-
-def _is_identity(a: np.ndarray) -> bool:
-    return a.shape[0] == a.shape[1] and np.array_equal(a, np.eye(a.shape[0]))
 
 
 def henderson_form_possible(comps, n_cof: int) -> bool:
@@ -60,7 +57,7 @@ def henderson_form_possible(comps, n_cof: int) -> bool:
     if q + n_cof >= n:
         return False
     mats = [*comps.v_list[:-1], comps.covariances()[-1]]
-    return all(np.all(np.linalg.eigvalsh(0.5 * (m + m.T)) > 0) for m in mats)
+    return all(is_positive_definite(m) for m in mats)
 
 
 class NewtonScan:
@@ -80,7 +77,7 @@ class NewtonScan:
         covs = comps.covariances()
         if form == "henderson":
             last = np.asarray(covs[-1], float)
-            self.whiten = not _is_identity(last)
+            self.whiten = not is_identity(last)
             if self.whiten:
                 chol = np.linalg.cholesky(0.5 * (last + last.T))
                 self.l_inv = np.linalg.solve(chol, np.eye(self.n))
@@ -147,36 +144,34 @@ class NewtonScan:
         h, a_w = self.columns(f)
         s = self.s_matrix(a_w, a_w)
         t0 = jnp.log(jnp.asarray(self.psi_from_sigma2(sigma_start)))
-        out, t = _exact_batch(t0[None], self.fam, h[None], s[None], n=self.n, method=self.method, form=self.form)
+        out, t = self._exact([t0], [h], [s])
         return FitOutput(*(np.asarray(a)[0] for a in out)), np.asarray(t)[0]
+
+    def _exact(self, t0s, hs, ss):
+        """Exact Newton fits of up to ``FALLBACK_BATCH`` models (one compiled shape)."""
+        pad = FALLBACK_BATCH - len(hs)
+        skip = jnp.asarray(np.arange(FALLBACK_BATCH) >= len(hs))
+        stack = [jnp.stack([*a, *[a[-1]] * pad]) for a in (t0s, hs, ss)]
+        out, t = _exact_batch(*stack[:1], self.fam, *stack[1:], skip, n=self.n, method=self.method, form=self.form)
+        return jax.device_get(out), jax.device_get(t)
 
     # -------------------------------------------------------------- the scan
     def prepare(self, base: np.ndarray, log_psi0: np.ndarray) -> None:
         """Centre the expansion at ``psi0`` with the shared columns ``[base, y]``."""
-        fam = self.fam
-        psi0 = jnp.exp(jnp.asarray(log_psi0))
-        a0 = family_matrix(fam, psi0)
-        chol = jnp.linalg.cholesky(a0)
-        a0_inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(a0.shape[0]))
-        a0_inv = 0.5 * (a0_inv + a0_inv.T)
-        lam = jnp.maximum(spectral_scales(a0_inv, fam.e), 1e-300)
-        e_scaled = fam.e / (lam[:, None] if fam.e.ndim == 2 else lam[:, None, None])
-        ld = logdet_series(a0_inv, e_scaled, LOGDET_ORDER)
-        self.expansion = Expansion(psi0, lam, 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))), ld)
-        self.log_psi0 = jnp.asarray(log_psi0)
-        self.a0_inv, self.e_scaled = a0_inv, e_scaled
         shared = np.column_stack([base, self.y])
         h, a_w = self.columns(shared)
+        self.log_psi0 = jnp.asarray(log_psi0)
+        self.expansion, self.a0_inv, self.e_scaled, self.shared_words, self.shared_coef = _centre(
+            self.fam, self.log_psi0, h, k=self.k
+        )
         self.shared_w = a_w
-        self.shared_words = word_set(a0_inv, e_scaled, h, ORDER)
-        self.shared_coef = form_coefficients(self.shared_words, self.shared_words, self.k, ORDER)
         self.shared_s = self.s_matrix(a_w, a_w)
         self.p0 = base.shape[1]
 
     def fit(self, extra: np.ndarray, chunk: int, progress: Callable | None = None) -> FitOutput:
         """Models ``[base | extra[i]]`` for ``extra`` (m, n, p1), in padded chunks."""
         m = extra.shape[0]
-        chunk = max(1, min(chunk, m))
+        chunk = max(1, min(chunk, 1 << max(m - 1, 0).bit_length()))  # few distinct compiled shapes
         outs, valid = [], []
         args = (
             self.fam, self.expansion, self.a0_inv, self.e_scaled, self.shared_words, self.shared_coef,
@@ -206,19 +201,67 @@ class NewtonScan:
         base = np.asarray(self.shared_w)  # whitened [base, y]
         for start in range(0, idx.size, FALLBACK_BATCH):
             sel = idx[start : start + FALLBACK_BATCH]
-            pad = np.concatenate([sel, np.repeat(sel[-1:], FALLBACK_BATCH - sel.size)])
             hs, ss = [], []
-            for i in pad:
+            for i in sel:
                 g_w = self._w(np.asarray(extra[i], float))
-                f_w = np.column_stack([base[:, : self.p0], g_w, base[:, self.p0 :]])
-                h = self.zt.T @ f_w if self.form == "henderson" else jnp.asarray(f_w)
-                hs.append(h)
-                ss.append(self.s_matrix(jnp.asarray(f_w), jnp.asarray(f_w)))
-            t0 = jnp.broadcast_to(self.log_psi0, (pad.size, self.k))
-            out, _ = _exact_batch(t0, self.fam, jnp.stack(hs), jnp.stack(ss), n=self.n, method=self.method, form=self.form)
-            out = jax.device_get(out)
+                f_w = jnp.asarray(np.column_stack([base[:, : self.p0], g_w, base[:, self.p0 :]]))
+                hs.append(self.zt.T @ f_w if self.form == "henderson" else f_w)
+                ss.append(self.s_matrix(f_w, f_w))
+            out, _ = self._exact([self.log_psi0] * sel.size, hs, ss)
             for field, values in zip(fits, out):
                 field[sel] = np.asarray(values)[: sel.size]
+
+
+DEFAULT_CHUNK = 128
+
+
+class NewtonFitPath:
+    """:class:`NewtonScan` behind the interface of the MM paths (``fit(base, extra, sigma0,
+    ...)``), for :func:`mmest`'s ``algorithm="newton"``.
+
+    Every model is fitted to its exact optimum (Newton steps below 1e-10 in ``log psi``), so
+    ``crit_var``, ``crit_loglik`` and ``max_iter`` (MM4LMM's stopping rule) do not apply;
+    ``n_iter`` counts Newton iterations.
+    """
+
+    name = "Newton on the expansion around the null optimum"
+
+    def __init__(self, y: np.ndarray, comps, form: str, method: str):
+        self.scan = NewtonScan(y, comps, form, method)
+        self.form = form
+        self._centre: tuple | None = None
+
+    def fit_null(self, design: np.ndarray, sigma_start: np.ndarray) -> FitOutput:
+        """Exact fit of one model, stacked over a model axis of length 1."""
+        out, _ = self.scan.fit_exact(design, sigma_start)
+        return FitOutput(*(np.asarray(a)[None] for a in out))
+
+    def fit(
+        self,
+        base: np.ndarray,
+        extra: np.ndarray,
+        sigma0: np.ndarray,
+        *,
+        crit_var: float | None = None,
+        crit_loglik: float | None = None,
+        max_iter: int | None = None,
+        chunk_size: int | None = None,
+        progress: Callable | None = None,
+    ) -> FitOutput:
+        """Models ``[base | extra[i]]`` (extra (m, n, p1)), centred at the optimum of the
+        model ``base`` (or at ``sigma0`` when ``base`` has no column)."""
+        del crit_var, crit_loglik, max_iter
+        base = np.asarray(base, float)
+        log_psi0 = np.log(self.scan.psi_from_sigma2(sigma0))
+        if base.shape[1]:
+            start, log_psi = self.scan.fit_exact(base, sigma0)
+            if bool(start.converged):
+                log_psi0 = log_psi
+        key = (base.tobytes(), log_psi0.tobytes())
+        if self._centre != key:
+            self.scan.prepare(base, log_psi0)
+            self._centre = key
+        return self.scan.fit(np.asarray(extra, float), chunk_size or DEFAULT_CHUNK, progress)
 
 
 def _estimates_to_fit(est: Estimates, sigma2, n_iter, converged) -> FitOutput:
@@ -237,14 +280,36 @@ def _sigma2(psi, s2, form: str):
     return jnp.concatenate([ratio * s2, s2[None]])
 
 
+@partial(jax.jit, static_argnames=("k",))
+def _centre(fam: Family, log_psi0, h, *, k: int):
+    """At ``psi0``: ``A0^-1``, the spectral scales, the log-determinant series and the words
+    and form coefficients of the shared columns ``h``."""
+    psi0 = jnp.exp(log_psi0)
+    a0 = family_matrix(fam, psi0)
+    chol = jnp.linalg.cholesky(a0)
+    a0_inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(a0.shape[0], dtype=a0.dtype))
+    a0_inv = 0.5 * (a0_inv + a0_inv.T)
+    lam = jnp.maximum(spectral_scales(a0_inv, fam.e), 1e-300)
+    e_scaled = fam.e / (lam[:, None] if fam.e.ndim == 2 else lam[:, None, None])
+    ld = logdet_series(a0_inv, e_scaled, LOGDET_ORDER)
+    expansion = Expansion(psi0, lam, 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))), ld)
+    words = word_set(a0_inv, e_scaled, h, ORDER)
+    return expansion, a0_inv, e_scaled, words, form_coefficients(words, words, k, ORDER)
+
+
 @partial(jax.jit, static_argnames=("n", "method", "form"))
-def _exact_batch(t0, fam: Family, h, s, *, n: int, method: str, form: str):
-    def one(t_start, h_i, s_i):
-        res = newton_exact(t_start, fam, h_i, s_i, n, method)
+def _exact_batch(t0, fam: Family, h, s, skip, *, n: int, method: str, form: str):
+    """Exact Newton fits of a batch, one model after the other (``lax.map``: XLA's CPU
+    runtime has been seen to stall on a vmapped loop of large Cholesky factorisations);
+    models flagged in ``skip`` (padding) cost nothing."""
+
+    def one(args):
+        t_start, h_i, s_i, skip_i = args
+        res = newton_exact(t_start, fam, h_i, s_i, n, method, skip=skip_i)
         est = exact_loglik(res.x, fam, h_i, s_i, n, method)
         return _estimates_to_fit(est, _sigma2(jnp.exp(res.x), est.s2, form), res.n_iter, res.converged), res.x
 
-    return jax.vmap(one)(t0, h, s)
+    return jax.lax.map(one, (t0, h, s, skip))
 
 
 @partial(jax.jit, static_argnames=("n", "method", "p0", "form", "whiten"))
@@ -293,4 +358,4 @@ def _surrogate_chunk(
     return jax.vmap(one)(coef_gs, coef_gg, s_gs, s_gg)
 
 
-__all__ = ["NewtonScan", "henderson_form_possible"]
+__all__ = ["NewtonFitPath", "NewtonScan", "henderson_form_possible"]

@@ -76,6 +76,7 @@ class MMEstResult(Sequence):
     :class:`ModelFit`.  Stacked arrays for scans: ``sigma2_array`` (m, K), ``beta_array``
     (m, p_max) (NaN where a model has fewer coefficients), ``var_beta_array``
     (m, p_max, p_max), ``loglik_array`` (m,), ``n_iter_array`` (m,), ``converged_array`` (m,).
+    ``path`` the covariance structure used by inference; ``algorithm`` ``"mm"`` or ``"newton"``.
     """
 
     names: list[str]
@@ -94,6 +95,7 @@ class MMEstResult(Sequence):
     factors: list[str]
     path: str
     problem: Any = field(default=None, repr=False, compare=False)
+    algorithm: str = "mm"
 
     def __len__(self) -> int:
         return len(self.names)

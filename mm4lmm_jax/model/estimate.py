@@ -39,8 +39,6 @@ class Problem:
     y_names: list[str] | None = None
 
 
-
-
 def _subset_rows(obj, keep: np.ndarray):
     if obj is None or keep.all():
         return obj

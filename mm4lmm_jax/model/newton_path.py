@@ -176,7 +176,7 @@ class NewtonScan:
         args = (
             self.fam, self.expansion, self.a0_inv, self.e_scaled, self.shared_words, self.shared_coef,
             self.shared_s, self.shared_w, self.zt if self.zt is not None else jnp.zeros((0, 0)),
-            jnp.asarray(self.l_inv) if self.whiten else jnp.zeros((0, 0)),
+            jnp.asarray(self.l_inv) if self.whiten else jnp.zeros((0, 0)), jnp.asarray(R_MAX),
         )  # fmt: skip
         static = dict(n=self.n, method=self.method, p0=self.p0, form=self.form, whiten=self.whiten)
         for start in range(0, m, chunk):
@@ -192,6 +192,7 @@ class NewtonScan:
         fits = [np.concatenate(parts, axis=0)[:m] for parts in zip(*host)]
         ok = np.concatenate(ok)[:m]
         redo = np.flatnonzero(~ok)
+        self.n_fallback = int(redo.size)
         if redo.size:
             self._refit_exact(extra, redo, fits)
         return FitOutput(*fits)
@@ -315,7 +316,7 @@ def _exact_batch(t0, fam: Family, h, s, skip, *, n: int, method: str, form: str)
 @partial(jax.jit, static_argnames=("n", "method", "p0", "form", "whiten"))
 def _surrogate_chunk(
     extra, fam: Family, exp_: Expansion, a0_inv, e_scaled, shared: WordSet, shared_coef, shared_s, shared_w, zt,
-    l_inv, *, n: int, method: str, p0: int, form: str, whiten: bool,
+    l_inv, r_max, *, n: int, method: str, p0: int, form: str, whiten: bool,
 ):  # fmt: skip
     c, _, p1 = extra.shape
     k = exp_.psi0.shape[0]
@@ -348,11 +349,11 @@ def _surrogate_chunk(
     def one(cgs, cgg, sgs, sgg):
         coef = assemble(shared_coef, cgs, cgg)
         s_mat = assemble(shared_s, sgs, sgg)
-        res = newton_surrogate(s_mat, coef, form_exps, exp_, ld_exps, fam, n, method, r_max=R_MAX, tol=1e-10)
+        res = newton_surrogate(s_mat, coef, form_exps, exp_, ld_exps, fam, n, method, r_max=r_max, tol=1e-10)
         est = surrogate_loglik(res.x, s_mat, coef, form_exps, exp_, ld_exps, fam, n, method)
         psi = exp_.psi0 + res.x / exp_.lam
         fit = _estimates_to_fit(est, _sigma2(psi, est.s2, form), res.n_iter, res.converged)
-        inside = jnp.sum(jnp.abs(res.x)) < R_MAX
+        inside = jnp.sum(jnp.abs(res.x)) < r_max
         return fit, fit.converged & inside
 
     return jax.vmap(one)(coef_gs, coef_gg, s_gs, s_gg)

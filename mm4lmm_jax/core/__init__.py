@@ -16,6 +16,10 @@
 * Information matrices by autodiff of those: :func:`expected_information`,
   :func:`average_information`, :func:`observed_information`, :func:`loglik_from_quad`.
 * Kenward-Roger: :func:`kr_ingredients` (derivatives by ``jacfwd``), :func:`kr_test`.
+* Exact ``K >= 3`` optima by Newton (:mod:`.newton_scan`: ``Family``, ``exact_derivatives``,
+  ``newton_exact``, ``newton_surrogate``) on the expansion of quadratic forms and
+  log-determinant around a centre (:mod:`.expansion`: Neumann words, ``form_coefficients``,
+  ``logdet_series``).
 
 Example (gradient of the ReML log-likelihood in the variance components)::
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..core.fit import FitOutput, fit_dense, fit_reduced, fit_rotated, fit_single
 from ..core.reduced import ReducedShared, reduced_shared, reduced_system
 from ..core.transforms import henderson_shared, joint_diagonalise
+from .data import is_identity
 
 _STATIC = ("method", "crit_var", "crit_loglik", "max_iter")
 
@@ -156,7 +157,7 @@ class HendersonPath(FitPath):
         self.n = y.shape[0]
         r = np.asarray(r, dtype=float)
         self._inputs = (y, z_list, g_list, r)
-        self.whiten = not np.array_equal(r, np.eye(self.n))
+        self.whiten = not is_identity(r)
         if self.whiten:
             chol = np.linalg.cholesky(0.5 * (r + r.T))
             l_inv = np.linalg.solve(chol, np.eye(self.n))

@@ -28,7 +28,7 @@ from mm4lmm_jax.core.expansion import (
     spectral_scales,
     word_set,
 )
-from mm4lmm_jax.core.newton_scan import exact_derivatives, exact_loglik
+from mm4lmm_jax.core.newton_scan import exact_derivatives, exact_loglik, maximise
 from mm4lmm_jax.model.data import validate_components
 from mm4lmm_jax.model.newton_path import NewtonScan
 
@@ -130,6 +130,22 @@ def test_polynomial_derivatives_match_autodiff():
     np.testing.assert_allclose(val, f(u), rtol=1e-13)
     np.testing.assert_allclose(grad, jax.jacfwd(f)(u).T, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(hess, jnp.transpose(jax.hessian(f)(u), (1, 2, 0)), rtol=1e-12, atol=1e-13)
+
+
+def test_maximise_with_autodiff_and_bounds():
+    """Autodiff derivatives by default; a bound that binds holds its coordinate there."""
+    q = jnp.asarray([[2.0, 0.5], [0.5, 1.0]])
+    target = jnp.asarray([0.3, 2.0])
+
+    def f(x):
+        return -(x - target) @ q @ (x - target) + jnp.sum(jnp.sin(x)) * 0.1
+
+    res = maximise(f, jnp.zeros(2), lower=-1.0, upper=1.0, tol=1e-12)
+    assert bool(res.converged) and float(res.x[1]) == 1.0
+    g = jax.grad(f)(res.x)
+    assert abs(float(g[0])) < 1e-10 and float(g[1]) > 0  # free coordinate stationary, bound active
+    skipped = maximise(f, jnp.zeros(2), skip=True)
+    assert int(skipped.n_iter) == 0 and np.all(np.asarray(skipped.x) == 0.0)
 
 
 @pytest.mark.parametrize("form", ["henderson", "dense"])

@@ -2,7 +2,8 @@
 
 Set-up once per data set (:class:`NewtonScan`): the family ``A(psi)`` of
 :mod:`mm4lmm_jax.core.newton_scan` in Henderson form (``sum q_k < n``) or dense form, the
-null model's exact optimum ``psi0`` (Newton from the MM fit), then at ``psi0`` one
+null model's exact optimum ``psi0`` (Newton, from MM's fit only where a plain start
+fails), then at ``psi0`` one
 factorisation, the log-determinant series and the words of the shared columns
 ``[cofactors, y]``.  Per chunk of markers (one compiled program, padded): the words of the
 marker columns (GEMMs with ``A0^-1``), the polynomial coefficients of their forms, and a
@@ -133,10 +134,6 @@ class NewtonScan:
         psi = 1.0 / ratio if self.form == "henderson" else ratio
         return np.clip(psi, np.exp(PSI_BOUNDS[0]), np.exp(PSI_BOUNDS[1]))
 
-    def sigma2_from(self, psi, s2):
-        ratio = 1.0 / psi if self.form == "henderson" else psi
-        return jnp.concatenate([ratio * s2, s2[None]])
-
     # -------------------------------------------------------------- exact fits
     def fit_exact(self, design: np.ndarray, sigma_start: np.ndarray) -> tuple[FitOutput, np.ndarray]:
         """Exact optimum of one model with design (n, p); returns the fit and ``log psi``."""
@@ -229,12 +226,14 @@ class NewtonFitPath:
 
     def __init__(self, y: np.ndarray, comps, form: str, method: str):
         self.scan = NewtonScan(y, comps, form, method)
-        self.form = form
         self._centre: tuple | None = None
+        self._optima: dict[bytes, np.ndarray] = {}  # design bytes -> log psi of its exact optimum
 
     def fit_null(self, design: np.ndarray, sigma_start: np.ndarray) -> FitOutput:
         """Exact fit of one model, stacked over a model axis of length 1."""
-        out, _ = self.scan.fit_exact(design, sigma_start)
+        out, log_psi = self.scan.fit_exact(design, sigma_start)
+        if bool(out.converged):
+            self._optima[np.asarray(design, float).tobytes()] = log_psi
         return FitOutput(*(np.asarray(a)[None] for a in out))
 
     def fit(
@@ -255,9 +254,9 @@ class NewtonFitPath:
         base = np.asarray(base, float)
         log_psi0 = np.log(self.scan.psi_from_sigma2(sigma0))
         if base.shape[1]:
-            start, log_psi = self.scan.fit_exact(base, sigma0)
-            if bool(start.converged):
-                log_psi0 = log_psi
+            if base.tobytes() not in self._optima:
+                self.fit_null(base, sigma0)
+            log_psi0 = self._optima.get(base.tobytes(), log_psi0)
         key = (base.tobytes(), log_psi0.tobytes())
         if self._centre != key:
             self.scan.prepare(base, log_psi0)

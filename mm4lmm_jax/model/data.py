@@ -140,6 +140,11 @@ class Components:
     def _covariances(self) -> tuple[np.ndarray, ...]:
         return tuple(v if z is None else z @ v @ z.T for z, v in zip(self.z_list, self.v_list))
 
+    def henderson_covariances_pd(self) -> bool:
+        """Every random ``R_k`` and the last covariance positive definite (Henderson's
+        equations need their inverses or Cholesky factors)."""
+        return all(is_positive_definite(v) for v in self.v_list[:-1]) and is_positive_definite(self.covariances()[-1])
+
     def drop_rows(self, keep: np.ndarray) -> Components:
         """Remove individuals: rows of ``Z_k``, or rows and columns of ``V_k`` without ``Z``."""
         v_list, z_list, levels = [], [], []

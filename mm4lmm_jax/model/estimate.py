@@ -65,7 +65,7 @@ def choose_path(comps: Components, method: str, henderson: bool | None, n_cof: i
         return "dense"
     q = sum(v.shape[0] for v in comps.v_list[:-1])
     use = henderson if henderson is not None else covs_last.shape[0] > q + n_cof
-    if use and not (all(is_positive_definite(v) for v in comps.v_list[:-1]) and is_positive_definite(covs_last)):
+    if use and not comps.henderson_covariances_pd():
         if henderson:
             warnings.warn(
                 "Henderson's equations need positive-definite covariance matrices; the dense path is used",

@@ -102,7 +102,7 @@ def run_gwas(args, out=None) -> int:
 
     from . import gwas
     from .errors import MissingDataWarning
-    from .gwas.io import InputError
+    from .gwas.io import InputError, write_tsv
 
     out = out or sys.stdout
     _enable_compilation_cache()
@@ -134,7 +134,7 @@ def run_gwas(args, out=None) -> int:
             client.close()
     elapsed = time.perf_counter() - start
     path = f"{args.out}.tsv"
-    res.to_csv(path, sep="\t", index=False, float_format="%.8g", na_rep="NA")
+    write_tsv(res, path)
     written = [path]
     if args.parquet:
         res.to_parquet(f"{args.out}.parquet", index=False)

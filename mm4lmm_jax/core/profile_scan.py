@@ -202,13 +202,15 @@ def grid_sums(g_rot, basis: GridBasis):
     """Every entry and its first two ``t``-derivatives at the grid's nodes: (b, G, 3, E).
 
     The per-marker sums are two GEMMs shared by all markers: ``g_rot @ wcy`` and
-    ``(g_rot**2) @ w``.
+    ``(g_rot**2) @ w``, in ``g_rot``'s precision (the entries that do not involve the marker
+    keep the basis's).
     """
     b = g_rot.shape[0]
     num_g = basis.grid.shape[0]
     mf = basis.marker_free
-    prods = (g_rot @ basis.wcy).reshape(b, 3, num_g, -1)  # (b, 3, G, c + 1)
-    gg = ((g_rot * g_rot) @ basis.w).reshape(b, 3, num_g, 1)
+    dtype = g_rot.dtype
+    prods = (g_rot @ basis.wcy.astype(dtype)).astype(mf.dtype).reshape(b, 3, num_g, -1)  # (b, 3, G, c + 1)
+    gg = ((g_rot * g_rot) @ basis.w.astype(dtype)).astype(mf.dtype).reshape(b, 3, num_g, 1)
     e = jnp.concatenate(
         [
             jnp.broadcast_to(mf[None, ..., :-1], (b, 3, num_g, mf.shape[-1] - 1)),
@@ -229,7 +231,8 @@ EXACT_CHUNK = 64
 
 def exact_sums(log_delta, g_rot, data: ScanData, orders: int = 3):
     """Every entry (and its first ``orders - 1`` derivatives in ``t``) at per-marker
-    ``log_delta`` (b,): (b, orders, E).  Blocks larger than :data:`EXACT_CHUNK` are done
+    ``log_delta`` (b,): (b, orders, E), in the precision of ``data`` (``g_rot`` may be
+    narrower: it is widened chunk by chunk).  Blocks larger than :data:`EXACT_CHUNK` are done
     in chunks of that size (``lax.map``)."""
     b, n = g_rot.shape
     if b > EXACT_CHUNK and b % EXACT_CHUNK == 0:
@@ -242,6 +245,7 @@ def exact_sums(log_delta, g_rot, data: ScanData, orders: int = 3):
 
 
 def _exact_sums(log_delta, g_rot, data: ScanData, orders: int):
+    g_rot = g_rot.astype(data.d.dtype)  # a float32 block is widened chunk by chunk
     b, n = g_rot.shape
     c = data.c_rot.shape[0]
     ws, lw = _weight_orders(log_delta, data.d)  # (3, b, n)
@@ -494,11 +498,17 @@ def scan_markers(
     tol: float = 1e-4,
     max_iter: int = 30,
     bounds: tuple[float, float] = DELTA_BOUNDS,
+    grid_dtype=None,
 ) -> ScanOutput:
     """Exact per-marker fit of the two-component model for a block of rotated markers.
 
-    ``g_rot`` (b, n): markers rotated by the kinship's eigenvectors.  Returns a
-    :class:`ScanOutput` of (b,) arrays.  Stages: entries and their ``t``-derivatives on a
+    ``g_rot`` (b, n): markers rotated by the kinship's eigenvectors (float64, or float32 from
+    a single-precision rotation).  Returns a :class:`ScanOutput` of (b,) arrays.
+    ``grid_dtype`` (default ``g_rot``'s): precision of the grid stage's two GEMMs.  ``float32``
+    halves their cost; the grid only places each marker in its cell (its rounding changes the
+    grid log-likelihoods by about 1e-6 of the part the marker explains).  The exact stage that
+    gives the estimates runs in ``data``'s precision (float64), widening ``g_rot`` chunk by
+    chunk (no widened copy of the block).  Stages: entries and their ``t``-derivatives on a
     shared grid (GEMMs); the log-likelihood's exact value and two derivatives at the nodes; the
     optimum of its quintic Hermite interpolant in the best cell;
     one exact evaluation there (value and slope) and a Newton step from it, the estimates
@@ -509,8 +519,9 @@ def scan_markers(
     the others do not wait for them.  ``method``, ``grid_size``, ``max_iter`` and ``bounds``
     are static.
     """
-    grid = make_grid(grid_size, bounds, g_rot.dtype)
-    e_grid = grid_sums(g_rot, grid_basis(data, grid))
+    grid = make_grid(grid_size, bounds, data.d.dtype)
+    g_grid = g_rot if grid_dtype is None else g_rot.astype(grid_dtype)
+    e_grid = grid_sums(g_grid, grid_basis(data, grid))
     return refine(g_rot, e_grid, data, grid, method=method, tol=tol, max_iter=max_iter)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..core.profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit
 from ..errors import MissingDataWarning
-from .block import STATUS, BlockFit, Constants, block_program, finish_block, impute_block
+from .block import STATUS, BlockFit, Constants, block_program, finish_block, rotate_on_host, start_block
 from .io import (
     SNP_COLUMNS,
     GenotypeSource,
@@ -137,7 +137,8 @@ def _design(covar: pd.DataFrame | None, keep: np.ndarray) -> tuple[np.ndarray, l
 
 
 def _kinship_groups(kinship, source: GenotypeSource, rows: np.ndarray, loco: bool, block: int, progress: bool):
-    """``[(label, marker indices, K)]``: one kinship for all markers, or one per chromosome."""
+    """``[(label, marker indices, kinship(dtype), description)]``: one kinship for all markers,
+    or one per chromosome; ``kinship(dtype)`` returns a new (n_analysed, n_analysed) array."""
     m = source.m
     chrom = source.snps["chr"].astype(str).to_numpy()
     if kinship is not None:
@@ -150,24 +151,30 @@ def _kinship_groups(kinship, source: GenotypeSource, rows: np.ndarray, loco: boo
             if k.shape != (source.n, source.n):
                 raise InputError(f"kinship: shape {k.shape}, expected ({source.n}, {source.n}) (genotype order)")
             k = checked_symmetric(k, "kinship")
-        return [("all", np.arange(m), lambda: k[np.ix_(rows, rows)], "given")]
+        every = rows.size == source.n
+
+        def analysed(dtype):  # a new array: the eigendecomposition may overwrite it
+            return np.array(k, dtype=dtype) if every else k.astype(dtype, copy=False)[np.ix_(rows, rows)]
+
+        return [("all", np.arange(m), analysed, "given")]
     bar = _bar(m if not loco else 2 * m, progress, "kinship (GRM)")
     update = bar.update if bar is not None else None
     total = grm(source, rows, np.arange(m), block, update)
     if not loco:
         if bar is not None:
             bar.close()
-        return [("all", np.arange(m), total.matrix, "standardised GRM of all markers")]
+        description = "standardised GRM of all markers"
+        return [("all", np.arange(m), lambda dtype: total.matrix().astype(dtype, copy=False), description)]
     groups = []
     for c in pd.unique(chrom):
         idx = np.flatnonzero(chrom == c)
 
-        def loco_matrix(idx=idx):
+        def loco_matrix(dtype, idx=idx):
             part = grm(source, rows, idx, block, update)
             rest = GrmSum(len(rows))
             rest.total = total.total - part.total
             rest.count = total.count - part.count
-            return rest.matrix()
+            return rest.matrix().astype(dtype, copy=False)
 
         groups.append((c, idx, loco_matrix, f"standardised GRM without chromosome {c}"))
     return groups
@@ -181,38 +188,34 @@ def _bar(total: int, progress: bool, desc: str):
     return tqdm(total=total, unit="marker", desc=desc, unit_scale=True)
 
 
-_eigh32 = jax.jit(jnp.linalg.eigh)
-
-
 class _Programs:
     """The compiled block and null-model programs for one scan's shapes, prepared in a
     background thread (tracing and compiling, or loading from the compilation cache, overlap
     with reading the kinship and its eigendecomposition)."""
 
-    def __init__(self, opts: ScanOptions, block_size: int, n: int, c: int, t: int, n_devices: int):
+    def __init__(self, opts: ScanOptions, block_size: int, n: int, c: int, t: int, n_devices: int, rotate: bool):
         from concurrent.futures import ThreadPoolExecutor
 
         self._pool = ThreadPoolExecutor(max_workers=1)
-        self._future = self._pool.submit(self._compile, opts, block_size, n, c, t, n_devices)
+        self._future = self._pool.submit(self._compile, opts, block_size, n, c, t, n_devices, rotate)
 
     @staticmethod
     @lru_cache(maxsize=8)
-    def _compile(opts, block_size, n, c, t, n_devices):
+    def _compile(opts, block_size, n, c, t, n_devices, rotate):
         f64 = jnp.float64
         spec = jax.ShapeDtypeStruct
-        const = Constants(
-            spec((n, n), opts.rotation_dtype), spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64)
-        )
-        g_spec = spec((block_size, n), opts.rotation_dtype)
-        jitted = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, n_devices)
-        if n_devices == 1:  # flat arrays in and out: the exported program needs no pytree registry
-            key = f"{opts} {block_size} {n} {c} {t}"
-            flat = compiled("block", lambda g, *cs: tuple(jitted(g, Constants(*cs))), (g_spec, *const), key)
+        const = Constants(spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64))
+        arrays = (spec((block_size, n), opts.rotation_dtype), *((spec((n, n), opts.rotation_dtype),) if rotate else ()))
+        jitted = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, n_devices, rotate)
+        if n_devices == 1:  # flat arrays in and out: the stored program needs no pytree registry
+            key = f"{opts} {block_size} {n} {c} {t} {rotate}"
+            k = len(arrays)
+            flat = compiled("block", lambda *a: tuple(jitted(*a[:k], Constants(*a[k:]))), (*arrays, *const), key)
 
-            def block(g, const, _flat=flat):
-                return BlockFit(*_flat(g, *const))
+            def block(*a, _flat=flat, _k=k):
+                return BlockFit(*_flat(*a[:_k], *a[_k]))
         else:
-            block = jitted.lower(g_spec, const).compile()
+            block = jitted.lower(*arrays, const).compile()
         data = ScanData(spec((n,), f64), spec((c, n), f64), spec((n,), f64))
         nulls = {}
         for m in ("reml", "ml") if opts.lrt else ("reml",):
@@ -230,15 +233,29 @@ class _Programs:
         return out
 
 
-def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions, nulls_compiled: dict):
-    """Eigendecomposition, rotated design and traits, null fits (REML for the report, ML for the LRT)."""
-    if opts.rotation_dtype == "float32":  # single-precision eigh: twice the speed, same accuracy class
-        d, u = (np.asarray(a, dtype=np.float64) for a in _eigh32(jnp.asarray(k, dtype=jnp.float32)))
+def eigh(k: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (float64, clipped at 0) and eigenvectors (``dtype``) of a symmetric kinship
+    ``k`` (overwritten).  On the CPU backend LAPACK's divide and conquer (``?syevd``) through
+    scipy; elsewhere ``jnp.linalg.eigh`` on the device.  Single precision runs at twice the
+    speed of double (the rotation's accuracy class: see ``bench/README.md``)."""
+    if rotate_on_host():
+        from scipy.linalg import eigh as lapack_eigh
+
+        a = k.astype(dtype, copy=False)
+        a = a.T if a.flags.c_contiguous else a  # the same symmetric matrix, in LAPACK's order: no copy
+        d, u = lapack_eigh(a, lower=True, overwrite_a=True, check_finite=False, driver="evd")
     else:
-        d, u = np.linalg.eigh(k)
-    d = np.clip(d, 0.0, None)
-    c_rot = u.T @ x
-    y_rot = u.T @ y
+        d, u = (np.asarray(a) for a in jax.jit(jnp.linalg.eigh)(jnp.asarray(k, dtype=dtype)))
+    return np.clip(d.astype(np.float64), 0.0, None), u
+
+
+def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions, nulls_compiled: dict):
+    """Rotated design and traits, null fits (REML for the report, ML for the LRT), from the
+    kinship's eigendecomposition.  Returns the block constants, the eigenvectors (a numpy
+    array when blocks are rotated on the host, else on the device) and the null fits."""
+    u64 = u.astype(np.float64, copy=False)
+    c_rot = u64.T @ x
+    y_rot = u64.T @ y
     nulls = []
     for j in range(y.shape[1]):
         data = ScanData(jnp.asarray(d), jnp.asarray(c_rot.T), jnp.asarray(y_rot[:, j]))
@@ -246,29 +263,17 @@ def _constants(k: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions, n
         ml = nulls_compiled["ml"](data) if opts.lrt else None
         nulls.append((reml, ml))
     const = Constants(
-        u=jnp.asarray(u, dtype=opts.rotation_dtype),
         d=jnp.asarray(d),
         c_rot=jnp.asarray(c_rot.T),
         y_rot=jnp.asarray(y_rot.T),
         null_ml=jnp.asarray([float(ml.loglik[0]) if ml is not None else np.nan for _, ml in nulls]),
     )
-    return const, d, nulls
+    return const, (np.ascontiguousarray(u) if rotate_on_host() else jnp.asarray(u)), nulls
 
 
-def _padded_block(g: np.ndarray, size: int, dtype) -> np.ndarray:
-    if g.shape[0] < size:
-        g = np.concatenate([g, np.zeros((size - g.shape[0], g.shape[1]), g.dtype)])
-    return g.astype(dtype, copy=False)
-
-
-def _dispatch(program, raw: np.ndarray, const, opts: ScanOptions, block_size: int):
-    """Impute one block of allele counts and start its fit (asynchronously): ``(fit, qc)``."""
-    g, qc = impute_block(raw)
-    return program(jnp.asarray(_padded_block(g, block_size, opts.rotation_dtype)), const), qc
-
-
-def _run_local(source, rows, runs, const, opts, block_size, program, bar):
-    """Blocks in order; the next block is read and imputed while the device fits the last."""
+def _run_local(source, rows, runs, u, const, opts, block_size, program, bar):
+    """Blocks in order; the next block is read, imputed (and rotated on the host) while the
+    device fits the last."""
     out = []
     pending = None
 
@@ -278,7 +283,8 @@ def _run_local(source, rows, runs, const, opts, block_size, program, bar):
             bar.update(count)
 
     for start, stop in runs:
-        fit, qc = _dispatch(program, source.read(rows, start, stop, opts.rotation_dtype), const, opts, block_size)
+        raw = source.read(rows, start, stop, opts.rotation_dtype)
+        fit, qc = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
         if pending is not None:
             collect(*pending)
         pending = (fit, qc, stop - start)
@@ -287,28 +293,27 @@ def _run_local(source, rows, runs, const, opts, block_size, program, bar):
     return out
 
 
-def _remote_block(spec, array_block, rows, start, stop, const_host, opts: ScanOptions, block_size: int):
+def _remote_block(spec, array_block, rows, start, stop, u, const_host, opts: ScanOptions, block_size: int):
     """A Dask task: read (or take) one block, fit it, return its host arrays."""
     jax.config.update("jax_enable_x64", True)
     if array_block is None:
         raw = GenotypeSource.from_spec(spec).read(rows, start, stop, opts.rotation_dtype)
     else:
         raw = array_block
-    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1)
+    rotate = not rotate_on_host()
+    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1, rotate)
     const = Constants(*(jnp.asarray(a) for a in const_host))
-    return finish_block(*_dispatch(program, raw, const, opts, block_size), stop - start)
+    u = jnp.asarray(u) if rotate else u
+    return finish_block(*start_block(program, raw, u, const, block_size, opts.rotation_dtype), stop - start)
 
 
-def _run_dask(client, source, rows, runs, const, opts, block_size, bar):
-    const_future = client.scatter([np.asarray(a) for a in const], broadcast=True)
+def _run_dask(client, source, rows, runs, u, const, opts, block_size, bar):
+    u_future, const_future = client.scatter([np.asarray(u), [np.asarray(a) for a in const]], broadcast=True)
     futures = []
     for start, stop in runs:
         block = None if source.bed_path else source.read(rows, start, stop, opts.rotation_dtype)
-        futures.append(
-            client.submit(
-                _remote_block, source.spec(), block, rows, start, stop, const_future, opts, block_size, pure=False
-            )
-        )
+        args = (source.spec(), block, rows, start, stop, u_future, const_future, opts, block_size)
+        futures.append(client.submit(_remote_block, *args, pure=False))
     from distributed import as_completed
 
     sizes = {fut.key: stop - start for fut, (start, stop) in zip(futures, runs)}
@@ -404,16 +409,25 @@ def gwas(
     unit = 64 * n_dev
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
 
-    programs = _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev)
+    rotate = not rotate_on_host()
+
+    def start_programs():
+        return _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev, rotate)
+
+    # Loading the programs holds the GIL much of the time: it overlaps with computing a GRM
+    # (numpy releases the GIL) but would only slow down parsing a kinship file, so it starts
+    # after the parse and overlaps with the eigendecomposition instead.
+    programs = start_programs() if kinship is None else None
     groups = _kinship_groups(kinship, source, rows, loco, block_size, progress)
+    programs = programs or start_programs()
     bar = _bar(source.m, progress, "gwas")
     parts: list[tuple[np.ndarray, dict]] = []
     nulls_meta: dict = {}
     try:
         for label, idx, kin_fn, _ in groups:
-            k = kin_fn()
+            d, u = eigh(kin_fn(opts.rotation_dtype), opts.rotation_dtype)  # overlaps with loading the programs
             block_compiled, nulls_compiled = programs.get()
-            const, d, nulls = _constants(k, x, y, opts, nulls_compiled)
+            const, u, nulls = _constants(d, u, x, y, opts, nulls_compiled)
             mean_d = float(np.mean(d))
             for trait, (reml, _) in zip(traits, nulls):
                 s2e = float(reml.sigma2_e[0])
@@ -426,9 +440,10 @@ def gwas(
                 }
             runs = contiguous_runs(idx, block_size)
             if client is not None:
-                blocks = _run_dask(client, source, rows, runs, const, opts, block_size, bar)
+                blocks = _run_dask(client, source, rows, runs, u, const, opts, block_size, bar)
             else:
-                blocks = _run_local(source, rows, runs, const, opts, block_size, block_compiled, bar)
+                blocks = _run_local(source, rows, runs, u, const, opts, block_size, block_compiled, bar)
+            del u, const
             for (start, stop), blk in zip(runs, blocks):
                 blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
                 parts.append((np.arange(start, stop), blk))

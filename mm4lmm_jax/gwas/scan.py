@@ -16,7 +16,16 @@ import pandas as pd
 
 from ..core.profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit
 from ..errors import MissingDataWarning
-from .block import STATUS, BlockFit, Constants, block_program, finish_block, rotate_on_host, start_block
+from .block import (
+    STATUS,
+    BlockFit,
+    Constants,
+    block_program,
+    finish_block,
+    residual_df,
+    rotate_on_host,
+    start_block,
+)
 from .io import (
     SNP_COLUMNS,
     GenotypeSource,
@@ -249,13 +258,20 @@ def eigh(k: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(d.astype(np.float64), 0.0, None), u
 
 
+def _rotate_columns(u: np.ndarray, a: np.ndarray, step: int = 1024) -> np.ndarray:
+    """``U' a`` in float64 (n, k), widening ``u`` a block of columns at a time (no float64
+    copy of a float32 ``u``)."""
+    out = np.empty((u.shape[1], a.shape[1]))
+    for start in range(0, u.shape[1], step):
+        out[start : start + step] = u[:, start : start + step].T.astype(np.float64) @ a
+    return out
+
+
 def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions, nulls_compiled: dict):
     """Rotated design and traits, null fits (REML for the report, ML for the LRT), from the
     kinship's eigendecomposition.  Returns the block constants, the eigenvectors (a numpy
     array when blocks are rotated on the host, else on the device) and the null fits."""
-    u64 = u.astype(np.float64, copy=False)
-    c_rot = u64.T @ x
-    y_rot = u64.T @ y
+    c_rot, y_rot = np.hsplit(_rotate_columns(u, np.column_stack([x, y])), [x.shape[1]])
     nulls = []
     for j in range(y.shape[1]):
         data = ScanData(jnp.asarray(d), jnp.asarray(c_rot.T), jnp.asarray(y_rot[:, j]))
@@ -268,7 +284,7 @@ def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts:
         y_rot=jnp.asarray(y_rot.T),
         null_ml=jnp.asarray([float(ml.loglik[0]) if ml is not None else np.nan for _, ml in nulls]),
     )
-    return const, (np.ascontiguousarray(u) if rotate_on_host() else jnp.asarray(u)), nulls
+    return const, (u if rotate_on_host() else jnp.asarray(u)), nulls
 
 
 def _run_local(source, rows, runs, u, const, opts, block_size, program, bar):
@@ -278,7 +294,7 @@ def _run_local(source, rows, runs, u, const, opts, block_size, program, bar):
     pending = None
 
     def collect(fit, qc, count):
-        out.append(finish_block(fit, qc, count))
+        out.append(finish_block(fit, qc, count, residual_df(const)))
         if bar is not None:
             bar.update(count)
 
@@ -304,7 +320,8 @@ def _remote_block(spec, array_block, rows, start, stop, u, const_host, opts: Sca
     program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1, rotate)
     const = Constants(*(jnp.asarray(a) for a in const_host))
     u = jnp.asarray(u) if rotate else u
-    return finish_block(*start_block(program, raw, u, const, block_size, opts.rotation_dtype), stop - start)
+    fit, qc = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
+    return finish_block(fit, qc, stop - start, residual_df(const))
 
 
 def _run_dask(client, source, rows, runs, u, const, opts, block_size, bar):

@@ -1,21 +1,56 @@
 """mm4lmm_jax: variance-component linear mixed models by ReML / ML with the MM algorithm, in JAX.
 
 The Python/JAX successor of the R package MM4LMM (Laporte, Charcosset & Mary-Huard 2022).
-Importing the package enables float64 in JAX: every fit runs in double precision.
+Importing the package enables float64 in JAX: every fit runs in double precision.  The model,
+inference and data-set modules load on first use (the ``mm4lmm gwas`` command never needs
+them).
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import core, datasets  # noqa: I001
-from .errors import ConvergenceWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning
-from .inference import anova_test, likelihood_ratio_test, mmblup, mmvcov
-from .model.estimate import mmest
-from .model.results import MMEstResult, ModelFit
-from .gwas import InputError, gwas
+from .errors import ConvergenceWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning  # noqa: I001
+from .gwas import InputError, gwas  # eager: ``gwas`` names the function, not the subpackage
+
+if TYPE_CHECKING:
+    from . import core, datasets
+    from .inference import anova_test, likelihood_ratio_test, mmblup, mmvcov
+    from .model.estimate import mmest
+    from .model.results import MMEstResult, ModelFit
+
+#: Public names loaded on first access: name -> (module, attribute or None for the module).
+_LAZY = {
+    "core": (".core", None),
+    "datasets": (".datasets", None),
+    "anova_test": (".inference", "anova_test"),
+    "likelihood_ratio_test": (".inference", "likelihood_ratio_test"),
+    "mmblup": (".inference", "mmblup"),
+    "mmvcov": (".inference", "mmvcov"),
+    "mmest": (".model.estimate", "mmest"),
+    "MMEstResult": (".model.results", "MMEstResult"),
+    "ModelFit": (".model.results", "ModelFit"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

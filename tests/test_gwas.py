@@ -147,6 +147,30 @@ def test_missing_monomorphic_and_imputation(small):
     assert "mean-imputed" in res.attrs["imputation"]
 
 
+def test_int8_counts_impute_like_floats():
+    """impute_block on int8 counts (-127 missing, as read from a .bed) == on floats with NaN:
+    same imputed matrix, observed counts, frequencies and status (monomorphic with missing
+    values, all missing, polymorphic)."""
+    from mm4lmm_jax.gwas.block import impute_block
+    from mm4lmm_jax.gwas.io import MISSING_COUNT
+
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 3, size=(50, 40)).astype(np.int8)
+    counts[rng.random(counts.shape) < 0.1] = MISSING_COUNT
+    counts[:, 0] = 2
+    counts[::3, 0] = MISSING_COUNT
+    counts[:, 1] = MISSING_COUNT
+    floats = np.where(counts == MISSING_COUNT, np.nan, counts)
+    for dtype in ("float32", "float64"):
+        a, qa = impute_block(np.asfortranarray(counts), dtype)
+        b, qb = impute_block(floats.astype(dtype))
+        assert a.dtype == np.dtype(dtype) and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b)
+        for x, y in zip(qa, qb):
+            np.testing.assert_array_equal(x, y)
+    assert list(qa.status[:3]) == [2, 1, 0]
+
+
 def test_blocks_bound_memory_and_reuse_one_program(small, monkeypatch):
     """Markers are read in blocks of at most chunk_size (rounded up to 64), and every block
     (the last one padded) runs the one program compiled for the scan."""

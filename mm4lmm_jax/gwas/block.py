@@ -16,6 +16,7 @@ import numpy as np
 from jax.scipy.special import erfc
 
 from ..core.profile_scan import ScanData, scan_markers
+from .io import MISSING_COUNT
 
 #: ``status`` codes of a marker (column ``status`` of the results).
 STATUS = {0: "ok", 1: "all missing", 2: "monomorphic", 3: "collinear with covariates", 4: "not converged"}
@@ -49,22 +50,35 @@ class BlockQC(NamedTuple):
     status: np.ndarray
 
 
-def impute_block(raw: np.ndarray) -> tuple[np.ndarray, BlockQC]:
+def impute_block(raw: np.ndarray, dtype: str | None = None) -> tuple[np.ndarray, BlockQC]:
     """Mean-impute missing genotypes per marker (mean over the analysed individuals).
 
-    ``raw`` (n, b) allele counts with NaN (float32 or float64); returns the imputed (b, n)
-    matrix of the same dtype (one row per marker) and the per-marker summaries (sums and
-    means in float64).  All-missing markers become zeros.
+    ``raw`` (n, b) allele counts: int8 with :data:`~.io.MISSING_COUNT` where missing (as read
+    from a .bed), or float32 / float64 with NaN.  Returns the imputed (b, n) matrix of
+    ``dtype`` (default: ``raw``'s float dtype), one row per marker, and the per-marker
+    summaries (sums and means in float64, exact for counts).  All-missing markers become zeros.
     """
     g = raw.T  # (b, n): a view, C-ordered when ``raw`` is Fortran-ordered (as read from .bed)
-    missing = np.isnan(g)
-    n_obs = g.shape[1] - np.count_nonzero(missing, axis=1)
-    filled = np.where(missing, np.zeros((), g.dtype), g)
-    total = filled.sum(axis=1, dtype=np.float64)
+    dtype = np.dtype(dtype or (raw.dtype if raw.dtype.kind == "f" else np.float64))
+    if raw.dtype.kind in "iu":
+        missing = g == MISSING_COUNT
+        n_miss = np.count_nonzero(missing, axis=1)
+        total = g.sum(axis=1, dtype=np.int64) - MISSING_COUNT * n_miss
+        top = g.max(axis=1).astype(np.int64)  # a missing code is below every count
+    else:
+        missing = np.isnan(g)
+        n_miss = np.count_nonzero(missing, axis=1)
+        observed = np.where(missing, np.zeros((), g.dtype), g)
+        total = observed.sum(axis=1, dtype=np.float64)
+        top = None
+    n_obs = g.shape[1] - n_miss
     mean = np.where(n_obs > 0, total / np.maximum(n_obs, 1), 0.0)
-    np.copyto(filled, mean[:, None].astype(g.dtype), where=missing)
-    spread = filled.max(axis=1) - filled.min(axis=1) if filled.shape[1] else np.zeros(filled.shape[0])
-    status = np.where(n_obs == 0, 1, np.where(spread <= 0, 2, 0)).astype(np.int8)
+    filled = np.where(missing, mean[:, None].astype(dtype), g).astype(dtype, copy=False)
+    if top is not None:  # counts: all observed equal the largest one iff their sum says so
+        constant = total == n_obs * top
+    else:
+        constant = (filled.max(axis=1) - filled.min(axis=1) <= 0) if filled.shape[1] else np.ones(g.shape[0], bool)
+    status = np.where(n_obs == 0, 1, np.where(constant, 2, 0)).astype(np.int8)
     af = np.where(n_obs > 0, mean / 2.0, np.nan)
     return filled, BlockQC(n_obs.astype(np.int64), af, status)
 
@@ -154,7 +168,7 @@ def start_block(program, raw: np.ndarray, u, const: Constants, block_size: int, 
     """Impute one block of allele counts, pad it to ``block_size`` markers, rotate it (by
     numpy on the host when ``u`` is a numpy array, else inside ``program``) and start its fit
     asynchronously: ``(fit, qc)``."""
-    g, qc = impute_block(raw)
+    g, qc = impute_block(raw, dtype)
     if g.shape[0] < block_size:
         g = np.concatenate([g, np.zeros((block_size - g.shape[0], g.shape[1]), g.dtype)])
     g = g.astype(dtype, copy=False)

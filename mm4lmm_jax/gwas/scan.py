@@ -299,7 +299,7 @@ def _run_local(source, rows, runs, u, const, opts, block_size, program, bar):
             bar.update(count)
 
     for start, stop in runs:
-        raw = source.read(rows, start, stop, opts.rotation_dtype)
+        raw = source.read_counts(rows, start, stop, opts.rotation_dtype)
         fit, qc = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
         if pending is not None:
             collect(*pending)
@@ -313,7 +313,7 @@ def _remote_block(spec, array_block, rows, start, stop, u, const_host, opts: Sca
     """A Dask task: read (or take) one block, fit it, return its host arrays."""
     jax.config.update("jax_enable_x64", True)
     if array_block is None:
-        raw = GenotypeSource.from_spec(spec).read(rows, start, stop, opts.rotation_dtype)
+        raw = GenotypeSource.from_spec(spec).read_counts(rows, start, stop, opts.rotation_dtype)
     else:
         raw = array_block
     rotate = not rotate_on_host()

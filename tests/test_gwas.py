@@ -372,6 +372,23 @@ def test_loco_uses_the_other_chromosomes(plink):
     assert res.attrs["loco"] and len(res.attrs["null_models"]["trait1"]) == 3
 
 
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-4)])
+def test_rotation_in_the_program_equals_rotation_on_the_host(small, monkeypatch, dtype, rtol):
+    """The accelerator path (jnp eigh, the rotation inside the compiled block program) gives
+    the CPU path's results (numpy BLAS rotation): to rounding in float64, to the float32
+    class in float32 (XLA's and OpenBLAS's dot round differently)."""
+    from mm4lmm_jax.gwas import scan
+
+    y, g, kin, cov = small
+    kw = dict(kinship=kin, covariates=cov, progress=False, rotation_dtype=dtype, chunk_size=20)
+    host = mj.gwas(y, g, **kw)
+    monkeypatch.setattr(scan, "rotate_on_host", lambda: False)
+    device = mj.gwas(y, g, **kw)
+    np.testing.assert_allclose(device.p_wald, host.p_wald, rtol=rtol)
+    np.testing.assert_allclose(device.beta, host.beta, rtol=rtol, atol=rtol * float(host.se.max()))
+    np.testing.assert_allclose(device.sigma2_g, host.sigma2_g, rtol=100 * rtol)
+
+
 def test_two_devices_give_the_same_results(plink):
     """Blocks sharded over two (forced) host devices equal the one-device scan."""
     code = textwrap.dedent(

@@ -171,7 +171,6 @@ def start_block(program, raw: np.ndarray, u, const: Constants, block_size: int, 
     g, qc = impute_block(raw, dtype)
     if g.shape[0] < block_size:
         g = np.concatenate([g, np.zeros((block_size - g.shape[0], g.shape[1]), g.dtype)])
-    g = g.astype(dtype, copy=False)
     if isinstance(u, np.ndarray):
         # one memory layout for both operands wherever the block runs (BLAS rounds a float32
         # product differently for other layouts, and for arrays that arrive misaligned from

@@ -498,15 +498,14 @@ def scan_markers(
     tol: float = 1e-4,
     max_iter: int = 30,
     bounds: tuple[float, float] = DELTA_BOUNDS,
-    grid_dtype=None,
 ) -> ScanOutput:
     """Exact per-marker fit of the two-component model for a block of rotated markers.
 
     ``g_rot`` (b, n): markers rotated by the kinship's eigenvectors (float64, or float32 from
     a single-precision rotation).  Returns a :class:`ScanOutput` of (b,) arrays.
-    ``grid_dtype`` (default ``g_rot``'s): precision of the grid stage's two GEMMs.  ``float32``
-    halves their cost; the grid only places each marker in its cell (its rounding changes the
-    grid log-likelihoods by about 1e-6 of the part the marker explains).  The exact stage that
+    The grid stage's two GEMMs run in ``g_rot``'s precision: float32 halves their cost, and
+    the grid only places each marker in its cell (its rounding changes the grid
+    log-likelihoods by about 1e-6 of the part the marker explains).  The exact stage that
     gives the estimates runs in ``data``'s precision (float64), widening ``g_rot`` chunk by
     chunk (no widened copy of the block).  Stages: entries and their ``t``-derivatives on a
     shared grid (GEMMs); the log-likelihood's exact value and two derivatives at the nodes; the
@@ -520,8 +519,7 @@ def scan_markers(
     are static.
     """
     grid = make_grid(grid_size, bounds, data.d.dtype)
-    g_grid = g_rot if grid_dtype is None else g_rot.astype(grid_dtype)
-    e_grid = grid_sums(g_grid, grid_basis(data, grid))
+    e_grid = grid_sums(g_rot, grid_basis(data, grid))
     return refine(g_rot, e_grid, data, grid, method=method, tol=tol, max_iter=max_iter)
 
 

@@ -9,9 +9,17 @@ them).
 from __future__ import annotations
 
 import importlib
+import os as _os
 from typing import TYPE_CHECKING
 
-import jax as _jax
+# OpenBLAS's idle worker threads busy-wait (~0.1 s by default) after every call before they
+# sleep.  A marker scan on the CPU alternates numpy/OpenBLAS rotations with XLA fits, and the
+# spinning threads took the cores from XLA: its fits ran 1.6x longer on 2 cores (measured,
+# bench/README.md).  Only the first import of numpy in a process reads this, and a value the
+# user set is kept.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import jax as _jax  # noqa: E402
 
 _jax.config.update("jax_enable_x64", True)
 

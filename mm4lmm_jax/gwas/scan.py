@@ -30,10 +30,10 @@ from .io import (
     SNP_COLUMNS,
     GenotypeSource,
     InputError,
+    KinshipRead,
     array_source,
     checked_symmetric,
     open_plink,
-    read_kinship,
     read_table,
 )
 from .kinship import GrmSum, contiguous_runs, grm
@@ -151,18 +151,23 @@ def _kinship_groups(kinship, source: GenotypeSource, rows: np.ndarray, loco: boo
     m = source.m
     chrom = source.snps["chr"].astype(str).to_numpy()
     if kinship is not None:
-        if loco:
-            raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
         if isinstance(kinship, (str, os.PathLike)):
-            k = read_kinship(kinship, source.n)
+            kinship = KinshipRead(kinship, source.n)
+        if isinstance(kinship, KinshipRead):
+            given = kinship.result  # waits for the file's parse
         else:
             k = np.asarray(kinship, dtype=float)
             if k.shape != (source.n, source.n):
                 raise InputError(f"kinship: shape {k.shape}, expected ({source.n}, {source.n}) (genotype order)")
             k = checked_symmetric(k, "kinship")
+
+            def given():
+                return k
+
         every = rows.size == source.n
 
         def analysed(dtype):  # a new array: the eigendecomposition may overwrite it
+            k = given()
             return np.array(k, dtype=dtype) if every else k.astype(dtype, copy=False)[np.ix_(rows, rows)]
 
         return [("all", np.arange(m), analysed, "given")]
@@ -427,16 +432,18 @@ def gwas(
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
 
     rotate = not rotate_on_host()
+    if kinship is not None and loco:
+        raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
+    if isinstance(kinship, (str, os.PathLike)):
+        kinship = KinshipRead(kinship, source.n)  # its text is parsed by worker processes from here on
+    # scipy.linalg is imported here, before the programs' thread starts: JAX imports it too
+    # when it first lowers a program, and two threads importing it at once can deadlock.
+    import scipy.linalg  # noqa: F401
 
-    def start_programs():
-        return _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev, rotate)
-
-    # Loading the programs holds the GIL much of the time: it overlaps with computing a GRM
-    # (numpy releases the GIL) but would only slow down parsing a kinship file, so it starts
-    # after the parse and overlaps with the eigendecomposition instead.
-    programs = start_programs() if kinship is None else None
+    # The programs load (holding the GIL much of the time) while the kinship is parsed (by
+    # worker processes) or computed (numpy releases the GIL).
+    programs = _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev, rotate)
     groups = _kinship_groups(kinship, source, rows, loco, block_size, progress)
-    programs = programs or start_programs()
     bar = _bar(source.m, progress, "gwas")
     parts: list[tuple[np.ndarray, dict]] = []
     nulls_meta: dict = {}

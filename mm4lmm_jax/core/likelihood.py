@@ -14,11 +14,13 @@ MM4LMM reports the ReML value without the ``(n-p) log 2pi`` term; see
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 
 from .gls import gls_dense, gls_diag
 
-LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+LOG_2PI = math.log(2.0 * math.pi)
 
 METHODS = ("reml", "ml")
 

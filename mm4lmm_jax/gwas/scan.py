@@ -247,6 +247,18 @@ class _Programs:
         return out
 
 
+def _import_host_libraries(source: GenotypeSource) -> None:
+    """Import the libraries the scan calls on the host (eigendecomposition, p-values, .bed
+    reader) while a kinship file is parsed, and before the programs' thread starts: JAX
+    imports scipy.linalg too when it first lowers a program, and two threads importing it at
+    once can deadlock."""
+    import scipy.linalg  # noqa: F401
+    import scipy.special  # noqa: F401
+
+    if source.bed_path:
+        import bed_reader  # noqa: F401
+
+
 def eigh(k: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (float64, clipped at 0) and eigenvectors (``dtype``) of a symmetric kinship
     ``k`` (overwritten).  On the CPU backend LAPACK's divide and conquer (``?syevd``) through
@@ -436,9 +448,7 @@ def gwas(
         raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
     if isinstance(kinship, (str, os.PathLike)):
         kinship = KinshipRead(kinship, source.n)  # its text is parsed by worker processes from here on
-    # scipy.linalg is imported here, before the programs' thread starts: JAX imports it too
-    # when it first lowers a program, and two threads importing it at once can deadlock.
-    import scipy.linalg  # noqa: F401
+    _import_host_libraries(source)
 
     # The programs load (holding the GIL much of the time) while the kinship is parsed (by
     # worker processes) or computed (numpy releases the GIL).

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import os
 
 import numpy as np
 import pytest
 
+from mm4lmm_jax.gwas import text_matrix
 from mm4lmm_jax.gwas.io import InputError, KinshipRead, checked_symmetric
 from mm4lmm_jax.gwas.text_matrix import TextMatrixRead, line_starts
 
@@ -54,7 +56,7 @@ def test_bad_text_names_the_file_and_the_problem(tmp_path, parts):
     lines = ["\t".join(["1.0"] * 6)] * 6
     ragged = tmp_path / "ragged.txt"
     ragged.write_text("\n".join(lines[:4] + ["1.0\t2.0"] + lines[5:]) + "\n")
-    with pytest.raises(InputError, match=r"kinship file .*ragged.txt: .*(number of columns|different numbers)"):
+    with pytest.raises(InputError, match=r"kinship file .*ragged.txt: the number of columns changed from 6 to 2"):
         KinshipRead(ragged, 6, parts=parts).result()
     word = tmp_path / "word.txt"
     word.write_text("\n".join(lines[:5] + ["1.0\tx\t1\t1\t1\t1"]) + "\n")
@@ -86,3 +88,26 @@ def test_symmetry_check_sees_every_entry(tile):
             fixed = checked_symmetric(bad, "k", tile=tile)
             np.testing.assert_array_equal(fixed, fixed.T)
             np.testing.assert_allclose(fixed, k, rtol=1e-12)
+
+
+def test_workers_that_cannot_run_fall_back_to_this_process(matrix, monkeypatch):
+    k, tab, _, _ = matrix
+    monkeypatch.setattr(text_matrix, "_RUNNER", "raise SystemExit(3)")  # every worker fails
+    np.testing.assert_array_equal(TextMatrixRead(tab, parts=2).result(), k)
+    monkeypatch.setattr(text_matrix.sys, "executable", str(tab.parent / "no-python-here"))  # none starts
+    reading = TextMatrixRead(tab, parts=2)
+    assert not reading._procs
+    np.testing.assert_array_equal(reading.result(), k)
+
+
+def test_dropped_reads_leave_no_files_or_processes(matrix):
+    _, tab, _, _ = matrix
+    reading = TextMatrixRead(tab, parts=2)
+    folder, procs = reading._folder, list(reading._procs)
+    del reading
+    assert all(p.poll() is not None for p in procs)
+    assert not os.path.exists(folder)
+    reading = TextMatrixRead(tab, parts=2)
+    folder = reading._folder
+    reading.result()
+    assert not os.path.exists(folder)

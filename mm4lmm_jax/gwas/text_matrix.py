@@ -33,34 +33,21 @@ def parse_rows(path: str, start: int = 0, stop: int | None = None) -> np.ndarray
     """The numbers of the lines in bytes ``[start, stop)`` of a text file (``start`` and
     ``stop`` at line starts; a ``.gz`` file is read whole): a (lines, columns) float64 array.
     Blank lines are skipped; a line with another count of numbers, or a token that is not a
-    number, raises ``ValueError`` with the line number in the file."""
+    number, raises numpy's ``ValueError`` (which names the row and column)."""
     import io
 
-    try:
-        if str(path).endswith(".gz"):
-            import gzip
+    if str(path).endswith(".gz"):
+        import gzip
 
-            with gzip.open(path, "rb") as fh:
-                text = fh.read()
-            start = 0
-        else:
-            with open(path, "rb") as fh:
-                fh.seek(start)
-                text = fh.read(-1 if stop is None else stop - start)
-        if not text.strip():
-            return np.empty((0, 0))
-        return np.loadtxt(io.BytesIO(text), dtype=np.float64, ndmin=2, comments=None)
-    except ValueError as err:
-        if start == 0:
-            raise
-        first = _line_number(path, start)
-        raise ValueError(f"{err} (rows counted from line {first} of the file)") from None
-
-
-def _line_number(path: str, offset: int) -> int:
-    """1-based number of the line that starts at byte ``offset``."""
-    with open(path, "rb") as fh:
-        return fh.read(offset).count(b"\n") + 1
+        with gzip.open(path, "rb") as fh:
+            text = fh.read()
+    else:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            text = fh.read(-1 if stop is None else stop - start)
+    if not text.strip():
+        return np.empty((0, 0))
+    return np.loadtxt(io.BytesIO(text), dtype=np.float64, ndmin=2, comments=None)
 
 
 def line_starts(path: str, parts: int) -> list[int]:
@@ -94,17 +81,26 @@ def _stop(procs: list, folder: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+#: Runs this file as the workers' script without importing the package (``-c``: no script
+#: folder on ``sys.path``, whose ``io.py`` would shadow the standard library's).
+_RUNNER = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
 class TextMatrixRead:
-    """A text matrix being parsed: created, it starts the work; :meth:`result` returns the
-    (rows, columns) float64 array (or raises ``ValueError`` saying what is wrong).
+    """A text matrix being parsed: created, it starts the workers; :meth:`result` returns the
+    (rows, columns) float64 array, or raises ``ValueError`` (numpy's, naming the row and
+    column) when the text is not a matrix of numbers.
 
     ``parts``: worker processes (default: one per available core, each with at least
     :data:`MIN_PART_BYTES` of text; 0 parses in the calling process, as files under
-    :data:`IN_PROCESS_BYTES` are by default).  Workers left running when the object is
-    dropped are stopped and their files removed.
+    :data:`IN_PROCESS_BYTES` are by default).  When a worker fails (a bad file, or workers
+    that cannot run here) the file is parsed again in the calling process, which then
+    either reads it or raises the error with the row numbers of the whole file.  Workers
+    left running when the object is dropped are stopped and their files removed.
     """
 
     def __init__(self, path: str | os.PathLike, parts: int | None = None):
@@ -113,52 +109,53 @@ class TextMatrixRead:
         gz = self.path.endswith(".gz")
         if parts is None:
             parts = 0 if size < IN_PROCESS_BYTES else (1 if gz else _default_parts(size))
-        self._value = None
+        self._value: np.ndarray | None = None
         self._procs: list[subprocess.Popen] = []
+        self._folder = _scratch_dir() if parts > 0 else None
+        self._finalizer = weakref.finalize(self, _stop, self._procs, self._folder)
         if parts <= 0:
-            self._folder = None
-            self._value = parse_rows(self.path)
             return
         cuts = [0, size] if gz else line_starts(self.path, parts)
-        self._folder = _scratch_dir()
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        runner = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-        for i, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:])):
-            out = os.path.join(self._folder, f"{i}.npy")
-            cmd = [sys.executable, "-c", runner, __file__, self.path, str(start), str(stop), out]
-            quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
-            self._procs.append(subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env, **quiet))
-        self._finalizer = weakref.finalize(self, _stop, self._procs, self._folder)
+        quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        try:
+            for i, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:])):
+                cmd = [sys.executable, "-c", _RUNNER, __file__, self.path, str(start), str(stop), self._piece(i)]
+                self._procs.append(subprocess.Popen(cmd, env=env, **quiet))
+        except OSError:  # no interpreter to start here (embedded Python): parsed in this process
+            self._finalizer()
+            self._procs.clear()
+
+    def _piece(self, i: int) -> str:
+        return os.path.join(self._folder, f"{i}.npy")
 
     def result(self) -> np.ndarray:
-        if self._value is not None:
-            return self._value
-        try:
-            for proc in self._procs:
-                _, err = proc.communicate()
-                if proc.returncode:
-                    lines = err.decode(errors="replace").strip().splitlines()
-                    raise ValueError(lines[-1] if lines else f"a parsing process ended with code {proc.returncode}")
-            pieces = [np.load(os.path.join(self._folder, f"{i}.npy"), mmap_mode="r") for i in range(len(self._procs))]
-            pieces = [p for p in pieces if p.shape[0]]
-            widths = {p.shape[1] for p in pieces}
-            if len(widths) > 1:
-                raise ValueError(f"lines hold different numbers of values ({sorted(widths)})")
-            self._value = np.concatenate(pieces) if pieces else np.empty((0, 0))
-            del pieces
-        finally:
-            self._finalizer()
+        if self._value is None:
+            try:
+                self._value = self._collect()
+            finally:
+                self._finalizer()
         return self._value
+
+    def _collect(self) -> np.ndarray:
+        if not self._procs or any(proc.wait() for proc in self._procs):
+            return parse_rows(self.path)
+        pieces = [np.load(self._piece(i), mmap_mode="r") for i in range(len(self._procs))]
+        pieces = [p for p in pieces if p.shape[0]]
+        if len({p.shape[1] for p in pieces}) > 1:  # rows of different lengths in different parts
+            return parse_rows(self.path)
+        matrix = np.concatenate(pieces) if pieces else np.empty((0, 0))
+        del pieces  # unmaps the files before they are removed
+        return matrix
 
 
 def main(argv: list[str]) -> int:
     """Worker: parse bytes ``[START, STOP)`` of ``PATH`` and save the rows to ``OUT`` (.npy);
-    on a bad file, the reason on the last line of stderr and exit code 1."""
+    exit code 1 on a bad file (the caller parses it again to say where)."""
     path, start, stop, out = argv
     try:
         rows = parse_rows(path, int(start), int(stop))
-    except ValueError as err:
-        print(str(err).replace("\n", " "), file=sys.stderr)
+    except ValueError:
         return 1
     np.save(out, rows)
     return 0

@@ -20,6 +20,7 @@ from scipy import stats
 import mm4lmm_jax as mj
 from mm4lmm_jax.core import profile_scan as ps
 from mm4lmm_jax.datasets.simulate import simulate_plink
+from mm4lmm_jax.gwas import scan as scan_module
 from mm4lmm_jax.gwas.io import InputError, open_plink
 from mm4lmm_jax.gwas.kinship import standardised_block
 
@@ -254,6 +255,37 @@ def test_ids_are_matched_and_drops_reported(plink, tmp_path):
     by_iid = pheno.set_index("IID")[["trait1"]]
     c = mj.gwas(by_iid, plink.prefix, kinship=plink.kinship, progress=False)
     np.testing.assert_allclose(c.p_wald, b.p_wald, rtol=1e-12)
+
+
+def test_kinship_file_parsed_by_workers_gives_the_same_scan(plink, monkeypatch):
+    """A kinship file parsed by worker processes gives the scan of the same matrix given in
+    memory, bit for bit; a scan that fails before it waits for the parse stops the workers
+    and removes their files."""
+    from mm4lmm_jax.gwas import text_matrix
+
+    folders = []
+
+    def scratch():
+        folders.append(original())
+        return folders[-1]
+
+    original = text_matrix._scratch_dir
+    monkeypatch.setattr(text_matrix, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(text_matrix, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(text_matrix, "_scratch_dir", scratch)
+    kw = dict(pheno_names=["trait1"], progress=False)
+    from_file = mj.gwas(plink.pheno, plink.prefix, kinship=plink.kinship, **kw)
+    assert len(folders) == 1 and not Path(folders[0]).exists()
+    in_memory = mj.gwas(plink.pheno, plink.prefix, kinship=np.loadtxt(plink.kinship), **kw)
+    pd.testing.assert_frame_equal(from_file, in_memory)
+
+    def fail(source):
+        raise InputError("stop here")
+
+    monkeypatch.setattr(scan_module, "_import_host_libraries", fail)
+    with pytest.raises(InputError, match="stop here"):
+        mj.gwas(plink.pheno, plink.prefix, kinship=plink.kinship, **kw)
+    assert len(folders) == 2 and not Path(folders[1]).exists()
 
 
 def test_bad_inputs_say_what_is_wrong(plink, tmp_path, small):

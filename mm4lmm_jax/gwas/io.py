@@ -180,6 +180,11 @@ class KinshipRead:
     def _error(self, err: Exception) -> InputError:
         return InputError(f"cannot read kinship file {self.path}: {err}")
 
+    def close(self) -> None:
+        """Stop parsing (when :meth:`result` was not called) and remove the workers' files."""
+        if self._text is not None:
+            self._text.close()
+
     def result(self) -> np.ndarray:
         if self._value is None:
             try:

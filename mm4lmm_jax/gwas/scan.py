@@ -151,8 +151,6 @@ def _kinship_groups(kinship, source: GenotypeSource, rows: np.ndarray, loco: boo
     m = source.m
     chrom = source.snps["chr"].astype(str).to_numpy()
     if kinship is not None:
-        if isinstance(kinship, (str, os.PathLike)):
-            kinship = KinshipRead(kinship, source.n)
         if isinstance(kinship, KinshipRead):
             given = kinship.result  # waits for the file's parse
         else:
@@ -446,18 +444,18 @@ def gwas(
     rotate = not rotate_on_host()
     if kinship is not None and loco:
         raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
-    if isinstance(kinship, (str, os.PathLike)):
-        kinship = KinshipRead(kinship, source.n)  # its text is parsed by worker processes from here on
-    _import_host_libraries(source)
-
-    # The programs load (holding the GIL much of the time) while the kinship is parsed (by
-    # worker processes) or computed (numpy releases the GIL).
-    programs = _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev, rotate)
-    groups = _kinship_groups(kinship, source, rows, loco, block_size, progress)
-    bar = _bar(source.m, progress, "gwas")
+    reading = KinshipRead(kinship, source.n) if isinstance(kinship, (str, os.PathLike)) else None
+    # from here on the kinship file's text is parsed by worker processes
+    bar = None
     parts: list[tuple[np.ndarray, dict]] = []
     nulls_meta: dict = {}
     try:
+        _import_host_libraries(source)
+        # The programs load (holding the GIL much of the time) while the kinship is parsed (by
+        # worker processes) or computed (numpy releases the GIL).
+        programs = _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev, rotate)
+        groups = _kinship_groups(reading or kinship, source, rows, loco, block_size, progress)
+        bar = _bar(source.m, progress, "gwas")
         for label, idx, kin_fn, _ in groups:
             d, u = eigh(kin_fn(opts.rotation_dtype), opts.rotation_dtype)  # overlaps with loading the programs
             block_compiled, nulls_compiled = programs.get()
@@ -482,6 +480,8 @@ def gwas(
                 blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
                 parts.append((np.arange(start, stop), blk))
     finally:
+        if reading is not None:
+            reading.close()  # stops the parse if it was not waited for
         if bar is not None:
             bar.close()
 

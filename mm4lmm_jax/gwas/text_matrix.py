@@ -123,8 +123,12 @@ class TextMatrixRead:
                 cmd = [sys.executable, "-c", _RUNNER, __file__, self.path, str(start), str(stop), self._piece(i)]
                 self._procs.append(subprocess.Popen(cmd, env=env, **quiet))
         except OSError:  # no interpreter to start here (embedded Python): parsed in this process
-            self._finalizer()
+            self.close()
             self._procs.clear()
+
+    def close(self) -> None:
+        """Stop the workers that still run and remove their files (done by :meth:`result`)."""
+        self._finalizer()
 
     def _piece(self, i: int) -> str:
         return os.path.join(self._folder, f"{i}.npy")
@@ -134,7 +138,7 @@ class TextMatrixRead:
             try:
                 self._value = self._collect()
             finally:
-                self._finalizer()
+                self.close()
         return self._value
 
     def _collect(self) -> np.ndarray:

@@ -58,3 +58,25 @@ def test_example_command_prints_results():
     ]:
         assert piece in text
     assert main(["example"]) == 0
+
+
+def test_package_import_is_light_and_shortens_openblas_spin():
+    """``import mm4lmm_jax`` loads the GWAS path only (model, inference and data sets load on
+    first use), starts no JAX backend, and sets a short OpenBLAS idle spin unless the user set one."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, mm4lmm_jax, jax; "
+        "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], "
+        "'mm4lmm_jax.model.estimate' in sys.modules, 'mm4lmm_jax.inference' in sys.modules, "
+        "jax._src.xla_bridge._backends == {})"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["4", "False", "False", "True"]
+    env["OPENBLAS_THREAD_TIMEOUT"] = "9"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split()[0] == "9"
+    assert callable(mj.mmest) and callable(mj.gwas)

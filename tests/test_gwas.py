@@ -265,8 +265,8 @@ def test_kinship_file_parsed_by_workers_gives_the_same_scan(plink, monkeypatch):
 
     folders = []
 
-    def scratch():
-        folders.append(original())
+    def scratch(needed):
+        folders.append(original(needed))
         return folders[-1]
 
     original = text_matrix._scratch_dir

@@ -111,3 +111,22 @@ def test_dropped_reads_leave_no_files_or_processes(matrix):
     folder = reading._folder
     reading.result()
     assert not os.path.exists(folder)
+
+
+def test_scratch_space_in_memory_only_where_it_has_room(matrix, monkeypatch):
+    _, tab, _, gz = matrix
+    size = os.path.getsize(tab)
+    needed = text_matrix._array_bytes(str(tab), size)
+    assert 37 * 37 * 8 <= needed <= 2 * 37 * 37 * 8
+    assert text_matrix._array_bytes(str(gz), os.path.getsize(gz)) == 37 * 37 * 8
+    if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)):
+        pytest.skip("no /dev/shm on this system: the default temporary folder is the only choice")
+    roomy = text_matrix._scratch_dir(needed)
+    assert roomy.startswith("/dev/shm/")
+    os.rmdir(roomy)
+    usage = type("Usage", (), {"free": needed})  # a container's small /dev/shm
+    monkeypatch.setattr(text_matrix.shutil, "disk_usage", lambda _: usage)
+    small = text_matrix._scratch_dir(needed)
+    assert not small.startswith("/dev/shm/")
+    os.rmdir(small)
+    np.testing.assert_array_equal(TextMatrixRead(tab, parts=2).result(), np.loadtxt(tab))

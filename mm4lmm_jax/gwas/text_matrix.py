@@ -8,8 +8,8 @@ temporary folder, while the calling process stays free for other work (a scan lo
 compiled programs meanwhile).  Every path, in-process or not, parses with
 :func:`numpy.loadtxt` (correctly rounded), so the numbers do not depend on the split.
 
-This file is also the workers' script: run as ``python text_matrix.py PATH START STOP OUT``
-it imports nothing but numpy (not the package, whose import would cost more than the parse).
+This file is also the workers' script (run by :data:`_RUNNER` with ``PATH START STOP OUT``): it
+imports nothing but numpy (not the package, whose import would cost more than the parse).
 """
 
 from __future__ import annotations
@@ -69,11 +69,26 @@ def _default_parts(size: int) -> int:
     return max(1, min(cores, 8, size // MIN_PART_BYTES))
 
 
-def _scratch_dir() -> str:
-    """A new temporary folder, in memory (``/dev/shm``) where the system has one."""
+def _array_bytes(path: str, size: int) -> int:
+    """About the bytes of the parsed matrix: lines (from the first line's length; a ``.gz``
+    matrix is taken as square) x numbers per line x 8."""
+    if path.endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rb") as fh:
+            cols = len(fh.readline().split())
+        return 8 * cols * cols
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    return 8 * len(first.split()) * (size // max(len(first), 1) + 1)
+
+
+def _scratch_dir(needed: int) -> str:
+    """A new temporary folder, in memory (``/dev/shm``) where the system has one with room
+    for ``needed`` bytes (a container's is often 64 MB), else in the default temporary folder."""
     shm = "/dev/shm"
-    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-    return tempfile.mkdtemp(prefix="mm4lmm_", dir=base)
+    roomy = os.path.isdir(shm) and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 * needed
+    return tempfile.mkdtemp(prefix="mm4lmm_", dir=shm if roomy else None)
 
 
 def _stop(procs: list, folder: str) -> None:
@@ -111,7 +126,7 @@ class TextMatrixRead:
             parts = 0 if size < IN_PROCESS_BYTES else (1 if gz else _default_parts(size))
         self._value: np.ndarray | None = None
         self._procs: list[subprocess.Popen] = []
-        self._folder = _scratch_dir() if parts > 0 else None
+        self._folder = _scratch_dir(_array_bytes(self.path, size)) if parts > 0 else None
         self._finalizer = weakref.finalize(self, _stop, self._procs, self._folder)
         if parts <= 0:
             return

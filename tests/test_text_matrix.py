@@ -119,14 +119,13 @@ def test_scratch_space_in_memory_only_where_it_has_room(matrix, monkeypatch):
     needed = text_matrix._array_bytes(str(tab), size)
     assert 37 * 37 * 8 <= needed <= 2 * 37 * 37 * 8
     assert text_matrix._array_bytes(str(gz), os.path.getsize(gz)) == 37 * 37 * 8
-    if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)):
-        pytest.skip("no /dev/shm on this system: the default temporary folder is the only choice")
-    roomy = text_matrix._scratch_dir(needed)
-    assert roomy.startswith("/dev/shm/")
-    os.rmdir(roomy)
-    usage = type("Usage", (), {"free": needed})  # a container's small /dev/shm
-    monkeypatch.setattr(text_matrix.shutil, "disk_usage", lambda _: usage)
-    small = text_matrix._scratch_dir(needed)
-    assert not small.startswith("/dev/shm/")
-    os.rmdir(small)
     np.testing.assert_array_equal(TextMatrixRead(tab, parts=2).result(), np.loadtxt(tab))
+    # where the folder goes: /dev/shm when it exists, is writable and has room, else the default
+    monkeypatch.setattr(text_matrix.tempfile, "mkdtemp", lambda prefix, dir: dir)
+    monkeypatch.setattr(text_matrix.os.path, "isdir", lambda path: True)
+    monkeypatch.setattr(text_matrix.os, "access", lambda path, mode: True)
+    for free, where in [(10 * needed, "/dev/shm"), (needed, None)]:  # a container's /dev/shm is small
+        monkeypatch.setattr(text_matrix.shutil, "disk_usage", lambda _, free=free: type("U", (), {"free": free}))
+        assert text_matrix._scratch_dir(needed) == where
+    monkeypatch.setattr(text_matrix.os.path, "isdir", lambda path: False)  # no /dev/shm
+    assert text_matrix._scratch_dir(needed) is None

@@ -208,6 +208,10 @@ class _Programs:
     def __init__(self, opts: ScanOptions, block_size: int, n: int, c: int, t: int, n_devices: int, rotate: bool):
         from concurrent.futures import ThreadPoolExecutor
 
+        # JAX imports scipy.linalg when it first lowers a program on the CPU; imported here
+        # first, the thread never imports it while this one does (that can deadlock).
+        import scipy.linalg  # noqa: F401
+
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._future = self._pool.submit(self._compile, opts, block_size, n, c, t, n_devices, rotate)
 
@@ -247,9 +251,7 @@ class _Programs:
 
 def _import_host_libraries(source: GenotypeSource) -> None:
     """Import the libraries the scan calls on the host (eigendecomposition, p-values, .bed
-    reader) while a kinship file is parsed, and before the programs' thread starts: JAX
-    imports scipy.linalg too when it first lowers a program, and two threads importing it at
-    once can deadlock."""
+    reader) while a kinship file is parsed."""
     import scipy.linalg  # noqa: F401
     import scipy.special  # noqa: F401
 

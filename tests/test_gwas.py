@@ -532,6 +532,18 @@ def test_cli_bad_files_end_with_one_line_error(plink, tmp_path, capsys, args, me
     assert len(err) == 1 and message in err[0]
 
 
+def test_cli_bad_kinship_content_ends_with_one_line_error_and_no_progress_bar(plink, tmp_path, capsys):
+    from mm4lmm_jax.cli import main
+
+    bad = tmp_path / "bad.cXX.txt"
+    bad.write_text("0.5 x\n")
+    argv = ["gwas", "--bfile", plink.prefix, "--pheno", plink.pheno, "--kinship", str(bad), "--out",
+            str(tmp_path / "x"), "--no-plots"]  # fmt: skip
+    assert main(argv) == 2  # progress bars on: none has started when the kinship fails
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read kinship file" in err[0] and "could not convert string 'x'" in err[0]
+
+
 def test_cli_help_explains_every_option():
     out = subprocess.run([sys.executable, "-m", "mm4lmm_jax.cli", "gwas", "--help"], capture_output=True, text=True)
     assert out.returncode == 0

@@ -457,9 +457,10 @@ def gwas(
         # worker processes) or computed (numpy releases the GIL).
         programs = _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev, rotate)
         groups = _kinship_groups(reading or kinship, source, rows, loco, block_size, progress)
-        bar = _bar(source.m, progress, "gwas")
         for label, idx, kin_fn, _ in groups:
             d, u = eigh(kin_fn(opts.rotation_dtype), opts.rotation_dtype)  # overlaps with loading the programs
+            if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)
+                bar = _bar(source.m, progress, "gwas")
             block_compiled, nulls_compiled = programs.get()
             const, u, nulls = _constants(d, u, x, y, opts, nulls_compiled)
             mean_d = float(np.mean(d))

@@ -250,9 +250,9 @@ class _Programs:
 
 
 def _import_host_libraries(source: GenotypeSource) -> None:
-    """Import the libraries the scan calls on the host (eigendecomposition, p-values, .bed
-    reader) while a kinship file is parsed."""
-    import scipy.linalg  # noqa: F401
+    """Import the libraries the scan calls on the host (p-values, .bed reader) while a
+    kinship file is parsed; the eigendecomposition's (scipy.linalg) comes with
+    :class:`_Programs`."""
     import scipy.special  # noqa: F401
 
     if source.bed_path:

@@ -73,7 +73,7 @@ def run_gwas_example(out=None, fmt=None) -> None:
         res = gwas(ex.pheno, ex.prefix, covariates=ex.covar, pheno_names=["trait1"], progress=False)
     a = res.attrs
     print(
-        f"\n== GWAS example: {a['n_analysed']} individuals, {len(res)} markers, standardised GRM, "
+        f"\n== GWAS example: {a['n_analysed']['trait1']} individuals, {len(res)} markers, standardised GRM, "
         f"covariates {', '.join(a['covariates'][1:])}, exact ReML per marker ==",
         file=out,
     )

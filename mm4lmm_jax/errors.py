@@ -17,3 +17,11 @@ class RankDeficiencyWarning(UserWarning):
 
 class NumericalError(ArithmeticError):
     """A fit met a non-finite value (e.g. a covariance that is not positive definite)."""
+
+
+class KinshipWarning(UserWarning):
+    """A kinship had small negative eigenvalues (set to 0), within the tolerance of the checks."""
+
+
+class InputWarning(UserWarning):
+    """An input is unusual but usable (e.g. genotypes outside [0, 2]); the message says what was done."""

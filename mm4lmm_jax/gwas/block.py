@@ -43,44 +43,63 @@ def rotate_on_host() -> bool:
 
 class BlockQC(NamedTuple):
     """Host-side summaries per marker: ``n_obs`` genotyped among the analysed, ``af``
-    frequency of the counted allele (a1), ``status`` code before fitting."""
+    frequency of the counted allele (a1), ``status`` code before fitting, ``inv_scale`` the
+    factor the centred marker was multiplied by before the rotation (a marker's effect and
+    standard error on the allele-count scale are ``inv_scale`` times the standardised ones)."""
 
     n_obs: np.ndarray
     af: np.ndarray
     status: np.ndarray
+    inv_scale: np.ndarray
 
 
 def impute_block(raw: np.ndarray, dtype: str | None = None) -> tuple[np.ndarray, BlockQC]:
-    """Mean-impute missing genotypes per marker (mean over the analysed individuals).
+    """Mean-impute missing genotypes per marker (mean over the analysed individuals), then
+    centre and scale each marker (mean 0, mean square 1 over the analysed individuals).
+
+    Centring is absorbed by the intercept (always in the model) and the scale is undone on
+    the results (:data:`BlockQC.inv_scale`), so the fits are those of the imputed counts;
+    what is rotated in low precision is of order one whatever the genotypes' scale (a
+    float32 rotation loses nothing to a large mean, and nothing under- or overflows).
 
     ``raw`` (n, b) allele counts: int8 with :data:`~.io.MISSING_COUNT` where missing (as read
-    from a .bed), or float32 / float64 with NaN.  Returns the imputed (b, n) matrix of
+    from a .bed), or float32 / float64 with NaN.  Returns the standardised (b, n) matrix of
     ``dtype`` (default: ``raw``'s float dtype), one row per marker, and the per-marker
-    summaries (sums and means in float64, exact for counts).  All-missing markers become zeros.
+    summaries (sums and means in float64, exact for counts).  All-missing and constant
+    markers become zeros.
     """
     g = raw.T  # (b, n): a view, C-ordered when ``raw`` is Fortran-ordered (as read from .bed)
+    n = g.shape[1]
     dtype = np.dtype(dtype or (raw.dtype if raw.dtype.kind == "f" else np.float64))
     if raw.dtype.kind in "iu":
         missing = g == MISSING_COUNT
         n_miss = np.count_nonzero(missing, axis=1)
         total = g.sum(axis=1, dtype=np.int64) - MISSING_COUNT * n_miss
         top = g.max(axis=1).astype(np.int64)  # a missing code is below every count
+        n_obs = n - n_miss
+        constant = total == n_obs * top  # all observed equal the largest one iff their sum says so
     else:
         missing = np.isnan(g)
         n_miss = np.count_nonzero(missing, axis=1)
-        observed = np.where(missing, np.zeros((), g.dtype), g)
-        total = observed.sum(axis=1, dtype=np.float64)
-        top = None
-    n_obs = g.shape[1] - n_miss
+        total = np.where(missing, np.zeros((), g.dtype), g).sum(axis=1, dtype=np.float64)
+        n_obs = n - n_miss
+        high = np.where(missing, -np.inf, g).max(axis=1, initial=-np.inf)
+        constant = high <= np.where(missing, np.inf, g).min(axis=1, initial=np.inf)
     mean = np.where(n_obs > 0, total / np.maximum(n_obs, 1), 0.0)
-    filled = np.where(missing, mean[:, None].astype(dtype), g).astype(dtype, copy=False)
-    if top is not None:  # counts: all observed equal the largest one iff their sum says so
-        constant = total == n_obs * top
-    else:
-        constant = (filled.max(axis=1) - filled.min(axis=1) <= 0) if filled.shape[1] else np.ones(g.shape[0], bool)
-    status = np.where(n_obs == 0, 1, np.where(constant, 2, 0)).astype(np.int8)
+    # in float64 whatever ``raw`` holds, rounded once to ``dtype`` at the end: counts and
+    # floats with NaN give the same numbers
+    centred = np.subtract(g, mean[:, None], order="C", dtype=np.float64)
+    np.putmask(centred, missing, 0.0)
+    scale = np.sqrt(np.einsum("ij,ij->i", centred, centred) / max(n, 1))
+    usable = (n_obs > 0) & ~constant & (scale > 0) & np.isfinite(scale)
+    # the factor as stored in ``dtype``: undoing it with the same number keeps results exact
+    inv = np.where(usable, 1.0 / np.where(usable, scale, 1.0), 0.0).astype(dtype).astype(np.float64)
+    centred *= inv[:, None]
+    filled = centred.astype(dtype, copy=False)
+    status = np.where(n_obs == 0, 1, np.where(usable, 0, 2)).astype(np.int8)
     af = np.where(n_obs > 0, mean / 2.0, np.nan)
-    return filled, BlockQC(n_obs.astype(np.int64), af, status)
+    inv_scale = np.where(usable, inv, 1.0)
+    return np.ascontiguousarray(filled), BlockQC(n_obs.astype(np.int64), af, status, inv_scale)
 
 
 class BlockFit(NamedTuple):
@@ -165,20 +184,31 @@ def _fortran_aligned(u: np.ndarray) -> np.ndarray:
 
 
 def start_block(program, raw: np.ndarray, u, const: Constants, block_size: int, dtype: str):
-    """Impute one block of allele counts, pad it to ``block_size`` markers, rotate it (by
-    numpy on the host when ``u`` is a numpy array, else inside ``program``) and start its fit
-    asynchronously: ``(fit, qc)``."""
+    """Impute and standardise one block of allele counts, pad it to ``block_size`` markers,
+    rotate it (by numpy on the host when ``u`` is a numpy array, else inside ``program``) and
+    start its fit asynchronously: ``(fit, qc, g)`` with ``g`` the standardised (b, n) block."""
     g, qc = impute_block(raw, dtype)
-    if g.shape[0] < block_size:
-        g = np.concatenate([g, np.zeros((block_size - g.shape[0], g.shape[1]), g.dtype)])
+    count = g.shape[0]
+    if count < block_size:
+        g = np.concatenate([g, np.zeros((block_size - count, g.shape[1]), g.dtype)])
     if isinstance(u, np.ndarray):
         # one memory layout for both operands wherever the block runs (BLAS rounds a float32
         # product differently for other layouts, and for arrays that arrive misaligned from
         # a Dask worker's buffers): local, sharded and Dask scans agree exactly
         g = np.ascontiguousarray(g)
-        u = _fortran_aligned(u)
-        return program(jnp.asarray(g @ u), const), qc
-    return program(jnp.asarray(g), u, const), qc
+        fit = program(jnp.asarray(g @ _fortran_aligned(u)), const)
+    else:
+        fit = program(jnp.asarray(g), u, const)
+    return fit, qc, g[:count]
+
+
+def rotate_float64(u: np.ndarray, a: np.ndarray, step: int = 1024) -> np.ndarray:
+    """``U' a`` in float64 (n, k), widening ``u`` a block of columns at a time (no float64
+    copy of a float32 ``u``)."""
+    out = np.empty((u.shape[1], a.shape[1]))
+    for start in range(0, u.shape[1], step):
+        out[start : start + step] = u[:, start : start + step].T.astype(np.float64) @ a
+    return out
 
 
 def residual_df(const: Constants) -> int:
@@ -186,24 +216,127 @@ def residual_df(const: Constants) -> int:
     return int(const.d.shape[0] - const.c_rot.shape[0] - 1)
 
 
-def finish_block(fit: BlockFit, qc: BlockQC, count: int, df: int) -> dict[str, np.ndarray]:
-    """Host arrays of one block (first ``count`` markers), with NaN and a status where a
-    marker could not be fitted, and ``p_wald`` = P(F(1, ``df``) > stat) (the regularised
-    incomplete beta function, evaluated here by scipy: a sixth of the block program's time
-    when done inside it).  Every array is (t, count)."""
+class Units(NamedTuple):
+    """What the standardised fits of one group of traits need to return to the user's units,
+    and to screen markers against the covariates (host arrays).
+
+    ``y_scale`` (t,) each trait's scale (effects and standard errors are multiplied by it,
+    variances by its square); ``loglik_shift`` (t,) added to a marker model's ReML
+    log-likelihood (``-(n - p) log y_scale - sum log covariate scales``; then ``+ log
+    inv_scale`` of the marker); ``covar_basis`` (n, c - 1) an orthonormal basis of the centred
+    covariates (no column without covariates)."""
+
+    y_scale: np.ndarray
+    loglik_shift: np.ndarray
+    covar_basis: np.ndarray
+
+
+#: A marker whose residual after regression on the covariates keeps less than this fraction
+#: of its variance (``1 - R^2``, i.e. a variance inflation factor above 1e8) is reported as
+#: ``collinear with covariates``: its effect is not identifiable to working precision.
+COLLINEAR_TOL = 1e-8
+#: In a float32 scan, markers with ``1 - R^2`` below this (rounding magnified over 30-fold),
+#: with a Wald statistic above :data:`RETRY_STAT`, or that did not converge, are fitted again
+#: from a float64 rotation (see ``bench/README.md`` for the measured errors).
+NEAR_COLLINEAR = 1e-3
+RETRY_STAT = 20.0
+#: Markers per batch of the float64 refits (the last batch padded).
+RETRY_BLOCK = 64
+
+
+def _one_minus_r2(g: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """``1 - R^2`` of each standardised marker (rows of ``g``, mean square 1) regressed on the
+    centred covariates (orthonormal ``basis``), from the residual itself (no cancellation)."""
+    if basis.shape[1] == 0:
+        return np.ones(g.shape[0])
+    g = g.astype(np.float64)
+    resid = g - (g @ basis) @ basis.T
+    return np.einsum("ij,ij->i", resid, resid) / np.maximum(np.einsum("ij,ij->i", g, g), 1e-300)
+
+
+def screen_collinear(g: np.ndarray, qc: BlockQC, basis: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Mark markers collinear with the covariates (status 3) in ``qc.status``; return the mask
+    of those near it (``1 - R^2 <`` :data:`NEAR_COLLINEAR`).  A cheap estimate in ``g``'s
+    precision selects candidates; their ``1 - R^2`` is then taken in float64 from ``raw``."""
+    if basis.shape[1] == 0 or g.shape[0] == 0:
+        return np.zeros(g.shape[0], bool)
+    proj = g @ basis.astype(g.dtype)
+    rough = 1.0 - np.einsum("ij,ij->i", proj, proj, dtype=np.float64) / g.shape[1]
+    cand = np.flatnonzero((rough < 10 * NEAR_COLLINEAR) & (qc.status == 0))
+    near = np.zeros(g.shape[0], bool)
+    if cand.size:
+        exact_g, _ = impute_block(raw[:, cand], "float64")
+        r = _one_minus_r2(exact_g, basis)
+        qc.status[cand[r < COLLINEAR_TOL]] = 3
+        near[cand[(r >= COLLINEAR_TOL) & (r < NEAR_COLLINEAR)]] = True
+    return near
+
+
+def _refit(idx: np.ndarray, raw: np.ndarray, u, const: Constants, opts) -> dict[str, np.ndarray]:
+    """Fit markers ``idx`` of a block again from a float64 imputation and rotation, with
+    four times the Newton iterations: host arrays (t, len(idx))."""
+    rotate = not isinstance(u, np.ndarray)
+    program = block_program(opts.lrt, opts.grid_size, opts.tol, max(4 * opts.max_iter, 120), 1, rotate)
+    out: dict[str, list] = {}
+    for start in range(0, idx.size, RETRY_BLOCK):
+        part = idx[start : start + RETRY_BLOCK]
+        g, _ = impute_block(raw[:, part], "float64")
+        g = np.concatenate([g, np.zeros((RETRY_BLOCK - part.size, g.shape[1]))])
+        if isinstance(u, np.ndarray):
+            fit = program(jnp.asarray(rotate_float64(u, g.T).T), const)
+        else:
+            fit = program(jnp.asarray(g), u, const)
+        for k, v in fit._asdict().items():
+            out.setdefault(k, []).append(np.asarray(v)[:, : part.size])
+    return {k: np.concatenate(v, axis=1) for k, v in out.items()}
+
+
+def complete_block(fit: BlockFit, qc: BlockQC, g: np.ndarray, raw: np.ndarray, u, const: Constants, opts,
+                   units: Units) -> dict[str, np.ndarray]:  # fmt: skip
+    """Host results of one started block (:func:`start_block`): markers collinear with the
+    covariates flagged; markers that did not converge, near-collinear ones and (in a float32
+    scan) strong associations refitted from a float64 rotation; then :func:`finish_block`."""
+    count = g.shape[0]
+    near = screen_collinear(g, qc, units.covar_basis, raw)
+    host = {k: np.asarray(v)[:, :count] for k, v in fit._asdict().items()}
+    fitted = qc.status == 0
+    redo = ~(host["converged"] & host["finite"]).all(axis=0)
+    if g.dtype != np.float64:
+        redo |= near | (np.nan_to_num(host["stat"], nan=0.0) > RETRY_STAT).any(axis=0)
+    idx = np.flatnonzero(redo & fitted)
+    if idx.size:
+        again = _refit(idx, raw, u, const, opts)
+        for k in host:
+            host[k] = host[k].copy()
+            host[k][:, idx] = again[k]
+    host["refitted"] = np.broadcast_to(np.isin(np.arange(count), idx), host["beta"].shape)
+    return finish_block(host, qc, residual_df(const), units)
+
+
+def finish_block(host: dict[str, np.ndarray], qc: BlockQC, df: int, units: Units) -> dict[str, np.ndarray]:
+    """Final host arrays of one block, each (t, count): the results in the user's units,
+    ``p_wald`` = P(F(1, ``df``) > stat) (the regularised incomplete beta function, evaluated
+    here by scipy: a sixth of the block program's time when done inside it), and a status
+    per marker and trait.  Every number of a row whose status is not ``ok`` is NaN."""
     from scipy.special import betainc
 
-    host = {k: np.asarray(v)[:, :count] for k, v in fit._asdict().items()}
-    with np.errstate(invalid="ignore"):
-        host["p_wald"] = betainc(0.5 * df, 0.5, df / (df + host["stat"]))
-    t = host["beta"].shape[0]
+    host = dict(host)
+    t, count = host["beta"].shape
     status = np.broadcast_to(qc.status[:count], (t, count)).copy()
     status[(status == 0) & ~host["finite"]] = 3
     status[(status == 0) & ~host["converged"]] = 4
-    bad = (status != 0) & (status != 4)
+    bad = status != 0
+    y_scale = units.y_scale[:, None]
+    effect = y_scale * qc.inv_scale[None, :count]
+    host["beta"] = host["beta"] * effect
+    host["se"] = host["se"] * effect
+    host["sigma2_g"] = host["sigma2_g"] * y_scale**2
+    host["sigma2_e"] = host["sigma2_e"] * y_scale**2
+    host["loglik"] = host["loglik"] + units.loglik_shift[:, None] + np.log(qc.inv_scale[None, :count])
+    with np.errstate(invalid="ignore"):
+        host["p_wald"] = betainc(0.5 * df, 0.5, df / (df + host["stat"]))
     for key in ("beta", "se", "stat", "p_wald", "p_chi2", "sigma2_g", "sigma2_e", "loglik", "lrt", "p_lrt"):
         host[key] = np.where(bad, np.nan, host[key])
-    host["n_iter"] = np.where(bad, 0, host["n_iter"])
     host["converged"] = host["converged"] & ~bad
     host["status"] = status
     host["af"] = np.broadcast_to(qc.af[:count], (t, count))

@@ -54,9 +54,10 @@ class GenotypeSource:
 
     def read_counts(self, rows: np.ndarray, start: int, stop: int, dtype: str = "float64") -> np.ndarray:
         """The block as stored, for imputation: int8 counts with :data:`MISSING_COUNT` where
-        missing from a .bed (a quarter of the float32 bytes to decode and scan), else as
-        :meth:`read`."""
-        return self.read(rows, start, stop, "int8" if self.bed_path else dtype)
+        missing from a .bed (a quarter of the float32 bytes to decode and scan), else the
+        array's values in float64 (``dtype`` is the precision the block will be rotated in:
+        values of any scale are standardised before they are narrowed to it)."""
+        return self.read(rows, start, stop, "int8" if self.bed_path else "float64")
 
     def spec(self) -> dict:
         """What a remote worker needs to read the same markers (bed path, or None)."""

@@ -3,6 +3,7 @@ files or arrays, with LOCO kinships, several traits, local devices and Dask work
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -15,17 +16,19 @@ import numpy as np
 import pandas as pd
 
 from ..core.profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit
-from ..errors import MissingDataWarning
+from ..errors import InputWarning, KinshipWarning, MissingDataWarning
 from .block import (
     STATUS,
     BlockFit,
     Constants,
+    Units,
     block_program,
-    finish_block,
-    residual_df,
+    complete_block,
+    rotate_float64,
     rotate_on_host,
     start_block,
 )
+from .design import MAX_VIF, Design, Traits, covariate_design, standardised_traits
 from .io import (
     SNP_COLUMNS,
     GenotypeSource,
@@ -128,21 +131,6 @@ def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None
         raise InputError(f"{label}: no individual matches the genotype file's FID/IID")
     aligned = frame[~frame.index.duplicated()].reindex(key_source)
     return aligned.reset_index(drop=True), int((~overlap).sum())
-
-
-def _design(covar: pd.DataFrame | None, keep: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    n = int(keep.sum())
-    cols = [np.ones(n)]
-    names = ["intercept"]
-    if covar is not None:
-        cols += [covar[c].to_numpy(float)[keep] for c in covar.columns]
-        names += list(covar.columns)
-    x = np.column_stack(cols)
-    if np.linalg.matrix_rank(x) < x.shape[1]:
-        raise InputError(
-            f"the covariates {names[1:]} are collinear with each other or with the intercept, which is always added"
-        )
-    return x, names
 
 
 def _kinship_groups(kinship, source: GenotypeSource, rows: np.ndarray, loco: bool, block: int, progress: bool):
@@ -272,23 +260,49 @@ def eigh(k: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
         d, u = lapack_eigh(a, lower=True, overwrite_a=True, check_finite=False, driver="evd")
     else:
         d, u = (np.asarray(a) for a in jax.jit(jnp.linalg.eigh)(jnp.asarray(k, dtype=dtype)))
-    return np.clip(d.astype(np.float64), 0.0, None), u
+    return d.astype(np.float64), u
 
 
-def _rotate_columns(u: np.ndarray, a: np.ndarray, step: int = 1024) -> np.ndarray:
-    """``U' a`` in float64 (n, k), widening ``u`` a block of columns at a time (no float64
-    copy of a float32 ``u``)."""
-    out = np.empty((u.shape[1], a.shape[1]))
-    for start in range(0, u.shape[1], step):
-        out[start : start + step] = u[:, start : start + step].T.astype(np.float64) @ a
-    return out
+#: A kinship with an eigenvalue below ``-KINSHIP_NEGATIVE_TOL`` times its largest absolute
+#: eigenvalue is not a covariance: an error.  Negative eigenvalues above it (rounding, or a
+#: kinship estimated pairwise) are set to 0 with a warning that counts them (GEMMA warns too).
+KINSHIP_NEGATIVE_TOL = 1e-3
+
+
+def checked_spectrum(d: np.ndarray, label: str, dtype: str) -> tuple[np.ndarray, dict]:
+    """Eigenvalues ``d`` of a kinship clipped at 0, after the checks above; and a summary
+    (counts of eigenvalues clipped and near zero) for the log."""
+    top = float(np.max(np.abs(d))) if d.size else 0.0
+    if not np.isfinite(top):
+        raise InputError(f"{label}: non-finite eigenvalues (is the matrix finite?)")
+    if top == 0.0:
+        raise InputError(f"{label}: the matrix is all zero, so it describes no genetic covariance")
+    low = float(np.min(d))
+    if low < -KINSHIP_NEGATIVE_TOL * top:
+        count = int(np.sum(d < -KINSHIP_NEGATIVE_TOL * top))
+        raise InputError(
+            f"{label}: not positive semi-definite: {count} eigenvalue(s) below -{KINSHIP_NEGATIVE_TOL:g} x the "
+            f"largest (smallest {low:.4g}, largest {float(np.max(d)):.4g}); a kinship must be a covariance matrix "
+            "(is it negated, or a distance?)"
+        )
+    rounding = 4.0 * math.sqrt(d.size) * float(np.finfo(np.dtype(dtype)).eps) * top
+    negative = int(np.sum(d < -rounding))
+    near_zero = int(np.sum(np.abs(d) <= 1e-6 * top))
+    if negative:
+        warnings.warn(
+            f"{label}: {negative} negative eigenvalue(s) (smallest {low:.3g}, largest {top:.3g}) set to 0",
+            KinshipWarning,
+            stacklevel=3,
+        )
+    return np.clip(d, 0.0, None), {"negative_clipped": negative, "near_zero": near_zero, "largest": top}
 
 
 def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions, nulls_compiled: dict):
-    """Rotated design and traits, null fits (REML for the report, ML for the LRT), from the
-    kinship's eigendecomposition.  Returns the block constants, the eigenvectors (a numpy
-    array when blocks are rotated on the host, else on the device) and the null fits."""
-    c_rot, y_rot = np.hsplit(_rotate_columns(u, np.column_stack([x, y])), [x.shape[1]])
+    """Rotated design and (standardised) traits, null fits (REML for the report, ML for the
+    LRT), from the kinship's eigendecomposition.  Returns the block constants, the
+    eigenvectors (a numpy array when blocks are rotated on the host, else on the device), the
+    null fits and ``U' 1`` (for GEMMA's centred trace)."""
+    c_rot, y_rot = np.hsplit(rotate_float64(u, np.column_stack([x, y])), [x.shape[1]])
     nulls = []
     for j in range(y.shape[1]):
         data = ScanData(jnp.asarray(d), jnp.asarray(c_rot.T), jnp.asarray(y_rot[:, j]))
@@ -301,32 +315,32 @@ def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts:
         y_rot=jnp.asarray(y_rot.T),
         null_ml=jnp.asarray([float(ml.loglik[0]) if ml is not None else np.nan for _, ml in nulls]),
     )
-    return const, (u if rotate_on_host() else jnp.asarray(u)), nulls
+    return const, (u if rotate_on_host() else jnp.asarray(u)), nulls, c_rot[:, 0]
 
 
-def _run_local(source, rows, runs, u, const, opts, block_size, program, bar):
+def _run_local(source, rows, runs, u, const, opts, block_size, program, bar, units):
     """Blocks in order; the next block is read, imputed (and rotated on the host) while the
     device fits the last."""
     out = []
     pending = None
 
-    def collect(fit, qc, count):
-        out.append(finish_block(fit, qc, count, residual_df(const)))
+    def collect(fit, qc, g, raw):
+        out.append(complete_block(fit, qc, g, raw, u, const, opts, units))
         if bar is not None:
-            bar.update(count)
+            bar.update(g.shape[0])
 
     for start, stop in runs:
         raw = source.read_counts(rows, start, stop, opts.rotation_dtype)
-        fit, qc = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
+        fit, qc, g = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
         if pending is not None:
             collect(*pending)
-        pending = (fit, qc, stop - start)
+        pending = (fit, qc, g, raw)
     if pending is not None:
         collect(*pending)
     return out
 
 
-def _remote_block(spec, array_block, rows, start, stop, u, const_host, opts: ScanOptions, block_size: int):
+def _remote_block(spec, array_block, rows, start, stop, u, const_host, units, opts: ScanOptions, block_size: int):
     """A Dask task: read (or take) one block, fit it, return its host arrays."""
     jax.config.update("jax_enable_x64", True)
     if array_block is None:
@@ -337,16 +351,16 @@ def _remote_block(spec, array_block, rows, start, stop, u, const_host, opts: Sca
     program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1, rotate)
     const = Constants(*(jnp.asarray(a) for a in const_host))
     u = jnp.asarray(u) if rotate else u
-    fit, qc = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
-    return finish_block(fit, qc, stop - start, residual_df(const))
+    fit, qc, g = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
+    return complete_block(fit, qc, g, raw, u, const, opts, units)
 
 
-def _run_dask(client, source, rows, runs, u, const, opts, block_size, bar):
+def _run_dask(client, source, rows, runs, u, const, opts, block_size, bar, units):
     u_future, const_future = client.scatter([np.asarray(u), [np.asarray(a) for a in const]], broadcast=True)
     futures = []
     for start, stop in runs:
-        block = None if source.bed_path else source.read(rows, start, stop, opts.rotation_dtype)
-        args = (source.spec(), block, rows, start, stop, u_future, const_future, opts, block_size)
+        block = None if source.bed_path else source.read_counts(rows, start, stop, opts.rotation_dtype)
+        args = (source.spec(), block, rows, start, stop, u_future, const_future, units, opts, block_size)
         futures.append(client.submit(_remote_block, *args, pure=False))
     from distributed import as_completed
 
@@ -355,6 +369,84 @@ def _run_dask(client, source, rows, runs, u, const, opts, block_size, bar):
         if bar is not None:
             bar.update(sizes[fut.key])
     return [f.result() for f in futures]
+
+
+@dataclass
+class _Pattern:
+    """Traits observed on the same individuals (with the covariates): one eigendecomposition
+    and one rotation serve them all."""
+
+    traits: list[str]
+    rows: np.ndarray
+    design: Design
+    y: Traits
+
+    @property
+    def n(self) -> int:
+        return int(self.rows.size)
+
+    def units(self) -> Units:
+        """The reparameterisation's effect on a marker model's results (see :class:`Units`)."""
+        p = self.design.x.shape[1] + 1
+        shift = self.design.log_det_t - (self.n - p) * np.log(self.y.scale)
+        return Units(self.y.scale, shift, self.design.basis)
+
+
+def _patterns(pheno: pd.DataFrame, covar: pd.DataFrame | None, ids: np.ndarray, max_vif: float) -> list[_Pattern]:
+    """Group the traits by the individuals they are analysed on (trait and every covariate
+    observed), in order of first appearance; check and standardise each group's design."""
+    covar_ok = covar.notna().all(axis=1).to_numpy() if covar is not None else np.ones(len(pheno), bool)
+    groups: dict[bytes, list[str]] = {}
+    masks: dict[bytes, np.ndarray] = {}
+    for name in pheno.columns:
+        seen = pheno[name].notna().to_numpy()
+        if not seen.any():
+            raise InputError(f"trait {name!r} has no observed value among the genotyped individuals")
+        keep = seen & covar_ok
+        if not keep.any():
+            raise InputError(
+                f"trait {name!r}: no individual has both the trait and every covariate observed "
+                f"({int(seen.sum())} with the trait, {int(covar_ok.sum())} with the covariates)"
+            )
+        key = keep.tobytes()
+        groups.setdefault(key, []).append(str(name))
+        masks[key] = keep
+    out = []
+    cov_names = [] if covar is None else [str(c) for c in covar.columns]
+    for key, traits in groups.items():
+        rows = np.flatnonzero(masks[key])
+        cov = np.empty((rows.size, 0)) if covar is None else covar.to_numpy(float)[rows]
+        design = covariate_design(cov, cov_names, ids[rows], max_vif)
+        if rows.size <= design.x.shape[1] + 2:
+            raise InputError(
+                f"trait(s) {traits}: {rows.size} individuals with the trait and covariates observed, too few for "
+                f"{design.x.shape[1] + 1} fixed effects"
+            )
+        y = standardised_traits(pheno[traits].to_numpy(float)[rows], traits, ids[rows], design)
+        out.append(_Pattern(traits, rows, design, y))
+    return out
+
+
+def _check_genotype_array(source: GenotypeSource) -> None:
+    """Genotypes given as an array: allele counts or dosages, NaN for missing."""
+    if source.array is None or source.array.size == 0:
+        return
+    arr = source.array
+    inf = np.isinf(arr)
+    if inf.any():
+        i, j = np.argwhere(inf)[0]
+        raise InputError(
+            f"genotypes: non-finite value {arr[i, j]} for individual {source.iid[i]!r}, marker "
+            f"{source.snps['snp'].iloc[j]!r} (use NaN for a missing genotype)"
+        )
+    low, high = np.nanmin(arr) if not np.isnan(arr).all() else 0.0, np.nanmax(arr) if not np.isnan(arr).all() else 0.0
+    if low < 0.0 or high > 2.0:
+        warnings.warn(
+            f"genotypes range over [{low:.4g}, {high:.4g}], not allele counts in [0, 2]: the tests are valid "
+            "(they do not depend on a marker's scale) but the allele frequency column af is meaningless",
+            InputWarning,
+            stacklevel=3,
+        )
 
 
 def gwas(
@@ -372,6 +464,7 @@ def gwas(
     grid_size: int = 31,
     tol: float = 1e-4,
     max_iter: int = 30,
+    max_vif: float = MAX_VIF,
     devices: int | None = None,
     client=None,
     progress: bool = True,
@@ -385,7 +478,9 @@ def gwas(
     ----------
     phenotypes : a file (tab/space separated, header ``FID IID <traits>``), a DataFrame with
         FID/IID columns or IIDs as index (else rows in genotype order), a Series or an
-        (n,) / (n, t) array in genotype order.  Several traits share one rotation.
+        (n,) / (n, t) array in genotype order.  Each trait is analysed on the individuals
+        where it and every covariate are observed; traits observed on the same individuals
+        share one eigendecomposition and rotation.
     genotypes : a PLINK 1 prefix (``.bed/.bim/.fam``; allele counts of A1, streamed in blocks
         of ``chunk_size`` markers) or an (n, m) array / DataFrame of allele counts (NaN missing).
     kinship : None (standardised GRM from the genotypes), an (n, n) array in genotype order,
@@ -398,10 +493,13 @@ def gwas(
     chunk_size : markers per block (rounded up to a multiple of 64 per device; memory grows
         with it, not with m).
     rotation_dtype : ``"float32"`` (default: the kinship's eigendecomposition and the rotation
-        ``U'g`` in single precision, at twice the speed; p-values within 1e-4 in log10 of the
-        float64 path, see ``bench/README.md``) or ``"float64"``.
+        ``U'g`` in single precision, at twice the speed, on centred and scaled markers; markers
+        that did not converge, are nearly collinear with the covariates or have a Wald
+        statistic above 20 are fitted again from a float64 rotation; p-values within 1e-4 in
+        log10 of the float64 path, see ``bench/README.md``) or ``"float64"``.
     grid_size, tol, max_iter : the optimiser (``delta = sigma2_g / sigma2_e`` in
         ``[1e-5, 1e5]`` as GEMMA; ``tol`` bounds the last Newton step in ``log delta``).
+    max_vif : covariates whose variance inflation factor exceeds this are an error.
     devices : local JAX devices to split each block over (default: all).
     client : a ``dask.distributed.Client``: blocks become tasks on its workers.
     progress : show progress bars (tqdm).
@@ -410,108 +508,160 @@ def gwas(
     Returns
     -------
     DataFrame with one row per marker (and trait; column ``trait`` when several): chr, snp,
-    pos, a1, a2, af (frequency of a1 among the analysed), n (analysed), n_miss (imputed),
-    beta, se, stat (Wald, ``(beta/se)^2``), p_wald (F(1, n - p) as GEMMA), p_chi2 (chi-square(1),
-    as MM4LMM's AnovaTest), lrt, p_lrt (NaN unless ``lrt``), sigma2_g, sigma2_e, h2
-    (``sigma2_g tr(K)/n`` over the total), loglik (ReML, 2 pi included), n_iter (exact
+    pos, a1, a2, af (frequency of a1 among the analysed), n (analysed for this trait), n_miss
+    (imputed), beta, se, stat (Wald, ``(beta/se)^2``), p_wald (F(1, n - p) as GEMMA), p_chi2
+    (chi-square(1), as MM4LMM's AnovaTest), lrt, p_lrt (NaN unless ``lrt``), sigma2_g, sigma2_e,
+    h2 (``sigma2_g tr(K)/n`` over the total), loglik (ReML, 2 pi included), n_iter (exact
     evaluations), converged, status (``ok``, ``all missing``, ``monomorphic``, ``collinear
-    with covariates``, ``not converged``; not ``ok`` means NaN results).  ``attrs`` holds
-    the metadata: individuals analysed and dropped, imputation, kinship, null models, and
-    the genomic inflation ``lambda_gc`` per trait.
+    with covariates``, ``not converged``; every number of a row that is not ``ok`` is NaN).
+    ``attrs`` holds the metadata: individuals analysed per trait and dropped, imputation,
+    kinship, null models, and the genomic inflation ``lambda_gc`` per trait (``ok`` rows only;
+    their count in ``lambda_gc_n``).
     """
-    opts = ScanOptions(bool(lrt), int(grid_size), float(tol), int(max_iter), str(np.dtype(rotation_dtype)))
-    if opts.rotation_dtype not in ("float32", "float64"):
-        raise ValueError(f"rotation_dtype must be 'float32' or 'float64', got {rotation_dtype!r}")
+    opts = _options(lrt, grid_size, tol, max_iter, rotation_dtype)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     source = _genotype_source(genotypes, sample_ids)
+    _check_genotype_array(source)
     pheno, pheno_extra = _align(phenotypes, source, "phenotype", pheno_names)
     covar, covar_extra = (None, 0) if covariates is None else _align(covariates, source, "covariate", covar_names)
-    keep = pheno.notna().all(axis=1).to_numpy().copy()
-    if covar is not None:
-        keep &= covar.notna().all(axis=1).to_numpy()
-    rows = np.flatnonzero(keep)
-    n = rows.size
-    x, covar_cols = _design(covar, keep)
-    if n <= x.shape[1] + 2:
-        raise InputError(f"{n} individuals with a phenotype and covariates: too few for {x.shape[1] + 1} fixed effects")
-    y = pheno.to_numpy(float)[keep]
-    traits = [str(c) for c in pheno.columns]
-
+    if kinship is not None and loco:
+        raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
+    if loco and source.snps["chr"].astype(str).nunique() < 2:
+        raise InputError(
+            f"loco=True needs markers on at least two chromosomes; all {source.m} are on chromosome "
+            f"{source.snps['chr'].astype(str).iloc[0] if source.m else '?'} (use the GRM of all markers instead)"
+        )
+    patterns = _patterns(pheno, covar, source.iid.astype(str), max_vif)
     n_dev = devices if devices is not None else jax.local_device_count()
     n_dev = max(1, min(int(n_dev), jax.local_device_count()))
     unit = 64 * n_dev
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
 
     rotate = not rotate_on_host()
-    if kinship is not None and loco:
-        raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
     reading = KinshipRead(kinship, source.n) if isinstance(kinship, (str, os.PathLike)) else None
     # from here on the kinship file's text is parsed by worker processes
     bar = None
-    parts: list[tuple[np.ndarray, dict]] = []
+    parts: list[tuple[np.ndarray, dict, list[str], int]] = []
     nulls_meta: dict = {}
+    spectra: dict = {}
+    c = patterns[0].design.x.shape[1]
     try:
         _import_host_libraries(source)
         # The programs load (holding the GIL much of the time) while the kinship is parsed (by
         # worker processes) or computed (numpy releases the GIL).
-        programs = _Programs(opts, block_size, n, x.shape[1], y.shape[1], 1 if client is not None else n_dev, rotate)
-        groups = _kinship_groups(reading or kinship, source, rows, loco, block_size, progress)
-        for label, idx, kin_fn, _ in groups:
-            d, u = eigh(kin_fn(opts.rotation_dtype), opts.rotation_dtype)  # overlaps with loading the programs
-            if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)
-                bar = _bar(source.m, progress, "gwas")
-            block_compiled, nulls_compiled = programs.get()
-            const, u, nulls = _constants(d, u, x, y, opts, nulls_compiled)
-            mean_d = float(np.mean(d))
-            for trait, (reml, _) in zip(traits, nulls):
-                s2e = float(reml.sigma2_e[0])
-                s2g = float(np.exp(reml.log_delta[0])) * s2e
-                nulls_meta.setdefault(trait, {})[label] = {
-                    "sigma2_g": s2g,
-                    "sigma2_e": s2e,
-                    "h2": s2g * mean_d / (s2g * mean_d + s2e),
-                    "loglik": float(reml.loglik[0]),
-                }
-            runs = contiguous_runs(idx, block_size)
-            if client is not None:
-                blocks = _run_dask(client, source, rows, runs, u, const, opts, block_size, bar)
-            else:
-                blocks = _run_local(source, rows, runs, u, const, opts, block_size, block_compiled, bar)
-            del u, const
-            for (start, stop), blk in zip(runs, blocks):
-                blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
-                parts.append((np.arange(start, stop), blk))
+        programs = {}
+        for pat in patterns:
+            key = (pat.n, len(pat.traits))
+            if key not in programs:
+                n_devices = 1 if client is not None else n_dev
+                programs[key] = _Programs(opts, block_size, pat.n, c, len(pat.traits), n_devices, rotate)
+        descriptions = None
+        for pat in patterns:
+            groups = _kinship_groups(reading or kinship, source, pat.rows, loco, block_size, progress)
+            descriptions = descriptions or [g[3] for g in groups]
+            units = pat.units()
+            for label, idx, kin_fn, _ in groups:
+                d, u = eigh(kin_fn(opts.rotation_dtype), opts.rotation_dtype)  # overlaps with loading the programs
+                name = "kinship" if label == "all" else f"kinship without chromosome {label}"
+                d, spectrum = checked_spectrum(d, name if reading is None else f"kinship file {reading.path}",
+                                               opts.rotation_dtype)  # fmt: skip
+                spectra[(tuple(pat.traits), label)] = spectrum
+                if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)
+                    bar = _bar(source.m * len(patterns), progress, "gwas")
+                block_compiled, nulls_compiled = programs[(pat.n, len(pat.traits))].get()
+                const, u, nulls, ones_rot = _constants(d, u, pat.design.x, pat.y.y, opts, nulls_compiled)
+                _null_report(nulls_meta, label, pat, nulls, d, ones_rot)
+                runs = contiguous_runs(idx, block_size)
+                if client is not None:
+                    blocks = _run_dask(client, source, pat.rows, runs, u, const, opts, block_size, bar, units)
+                else:
+                    blocks = _run_local(source, pat.rows, runs, u, const, opts, block_size, block_compiled, bar, units)
+                del u, const
+                mean_d = float(np.mean(d))
+                for (start, stop), blk in zip(runs, blocks):
+                    blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
+                    parts.append((np.arange(start, stop), blk, pat.traits, pat.n))
     finally:
         if reading is not None:
             reading.close()  # stops the parse if it was not waited for
         if bar is not None:
             bar.close()
 
-    frame = _assemble(source, rows, parts, traits)
+    traits = [str(t) for t in pheno.columns]
+    frame, refitted = _assemble(source, parts, traits)
+    by_trait = {t: frame[frame["trait"] == t] if "trait" in frame else frame for t in traits}
+    n_of = {t: pat.n for pat in patterns for t in pat.traits}
     frame.attrs.update(
-        n_analysed=n,
-        n_dropped_missing=int(source.n - n),
+        n_analysed=n_of,
+        n_dropped_missing={t: int(source.n - n_of[t]) for t in traits},
         n_phenotyped_not_genotyped=pheno_extra,
         n_covariates_not_genotyped=covar_extra,
-        covariates=covar_cols,
+        covariates=patterns[0].design.names,
+        missingness_patterns=[list(p.traits) for p in patterns],
         imputation="missing genotypes mean-imputed per marker over the analysed individuals; af over them too",
-        kinship=[g[3] for g in groups] if loco else groups[0][3],
+        kinship=descriptions if loco else descriptions[0],
+        kinship_spectrum={f"{'+'.join(k[0])} / {k[1]}": v for k, v in spectra.items()},
         loco=loco,
         null_models=nulls_meta,
         rotation_dtype=opts.rotation_dtype,
-        lambda_gc={t: genomic_inflation(frame.loc[frame["trait"] == t, "stat"]) for t in traits}
-        if "trait" in frame
-        else {traits[0]: genomic_inflation(frame["stat"])},
+        n_refitted_float64=refitted,
+        status_counts={t: _counts(part["status"]) for t, part in by_trait.items()},
+        lambda_gc={t: genomic_inflation(part["stat"].where(part["status"] == "ok")) for t, part in by_trait.items()},
+        lambda_gc_n={t: int((part["status"] == "ok").sum()) for t, part in by_trait.items()},
     )
-    if n < source.n:
+    dropped = {t: int(source.n - n_of[t]) for t in traits if n_of[t] < source.n}
+    if dropped:
+        text = ", ".join(f"{t}: {n_of[t]} analysed, {k} dropped" for t, k in dropped.items())
         warnings.warn(
-            f"{source.n - n} of {source.n} genotyped individuals dropped (missing phenotype or covariate); "
-            f"{n} analysed",
+            f"of {source.n} genotyped individuals, some lack a phenotype or covariate ({text})",
             MissingDataWarning,
             stacklevel=2,
         )
     return frame
+
+
+def _counts(status: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in status.value_counts().items() if v}
+
+
+def _options(lrt, grid_size, tol, max_iter, rotation_dtype) -> ScanOptions:
+    """Checked :class:`ScanOptions`."""
+    dtype = str(np.dtype(rotation_dtype)) if isinstance(rotation_dtype, str) or rotation_dtype else rotation_dtype
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"rotation_dtype must be 'float32' or 'float64', got {rotation_dtype!r}")
+    if isinstance(grid_size, bool) or not float(grid_size).is_integer() or int(grid_size) < 3:
+        raise ValueError(f"grid_size must be an integer >= 3, got {grid_size!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and 0 < tol < 1):
+        raise ValueError(f"tol must be a number in (0, 1) (a step in log delta), got {tol!r}")
+    if isinstance(max_iter, bool) or not float(max_iter).is_integer() or int(max_iter) < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    return ScanOptions(bool(lrt), int(grid_size), float(tol), int(max_iter), dtype)
+
+
+def _null_report(meta: dict, label: str, pat: _Pattern, nulls, d: np.ndarray, ones_rot: np.ndarray) -> None:
+    """Null models in the user's units: sigma2_g, sigma2_e, h2 (trace of K as given) and
+    GEMMA's pve (K centred over the analysed individuals), the ReML log-likelihood."""
+    n = pat.n
+    mean_d = float(np.mean(d))
+    # tr(H K H) / n with H the centring matrix: (tr K - 1'K1 / n) / n, 1'K1 = sum d (U'1)^2
+    centred = (float(np.sum(d)) - float(np.sum(d * ones_rot**2)) / n) / n
+    c = pat.design.x.shape[1]
+    for j, trait in enumerate(pat.traits):
+        reml = nulls[j][0]
+        scale2 = float(pat.y.scale[j]) ** 2
+        s2e = float(reml.sigma2_e[0]) * scale2
+        s2g = float(np.exp(reml.log_delta[0])) * s2e
+        ll = float(reml.loglik[0]) + pat.design.log_det_t - (n - c) * math.log(float(pat.y.scale[j]))
+        meta.setdefault(trait, {})[label] = {
+            "n": n,
+            "sigma2_g": s2g,
+            "sigma2_e": s2e,
+            "h2": s2g * mean_d / (s2g * mean_d + s2e),
+            "pve_gemma": s2g * centred / (s2g * centred + s2e),
+            "loglik": ll,
+            "converged": bool(reml.converged[0]),
+        }
 
 
 def genomic_inflation(stat) -> float:
@@ -521,28 +671,36 @@ def genomic_inflation(stat) -> float:
     return float(np.median(s) / CHI2_1_MEDIAN) if s.size else float("nan")
 
 
-def _assemble(source: GenotypeSource, rows, parts, traits) -> pd.DataFrame:
-    order = np.concatenate([p[0] for p in parts])
-    cat = {k: np.concatenate([p[1][k] for p in parts], axis=1) for k in parts[0][1]}
-    perm = np.argsort(order, kind="stable")
-    order = order[perm]
-    cat = {k: v[:, perm] for k, v in cat.items()}
-    snps = source.snps.iloc[order].reset_index(drop=True)
+def _assemble(source: GenotypeSource, parts, traits) -> tuple[pd.DataFrame, dict]:
+    """One frame of every trait's markers (traits in the order given, markers in file order);
+    and the count of markers refitted in float64 per trait."""
+    per_trait: dict[str, list] = {t: [] for t in traits}
+    for order, blk, names, n in parts:
+        for j, trait in enumerate(names):
+            per_trait[trait].append((order, {k: v[j] for k, v in blk.items()}, n))
     frames = []
-    for j, trait in enumerate(traits):
-        f = snps.copy()
-        f.insert(len(f.columns), "af", cat["af"][j])
-        f["n"] = len(rows)
-        f["n_miss"] = len(rows) - cat["n_obs"][j]
+    refitted = {}
+    for trait in traits:
+        pieces = per_trait[trait]
+        order = np.concatenate([p[0] for p in pieces])
+        cat = {k: np.concatenate([p[1][k] for p in pieces]) for k in pieces[0][1]}
+        perm = np.argsort(order, kind="stable")
+        cat = {k: v[perm] for k, v in cat.items()}
+        f = source.snps.iloc[order[perm]].reset_index(drop=True)
+        n = pieces[0][2]
+        f.insert(len(f.columns), "af", cat["af"])
+        f["n"] = n
+        f["n_miss"] = n - cat["n_obs"]
         if len(traits) > 1:
             f["trait"] = trait
         for key in RESULT_COLUMNS[len(SNP_COLUMNS) + 3 :]:
             if key == "status":
-                f[key] = pd.Categorical.from_codes(cat["status"][j], categories=list(STATUS.values()))
+                f[key] = pd.Categorical.from_codes(cat["status"], categories=list(STATUS.values()))
             else:
-                f[key] = cat[key][j]
+                f[key] = cat[key]
+        refitted[trait] = int(np.sum(cat["refitted"]))
         frames.append(f)
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]), refitted
 
 
 __all__ = ["DELTA_BOUNDS", "RESULT_COLUMNS", "ScanOptions", "genomic_inflation", "gwas"]

@@ -235,13 +235,17 @@ class Units(NamedTuple):
 #: of its variance (``1 - R^2``, i.e. a variance inflation factor above 1e8) is reported as
 #: ``collinear with covariates``: its effect is not identifiable to working precision.
 COLLINEAR_TOL = 1e-8
-#: In a float32 scan, markers with ``1 - R^2`` below this (rounding magnified over 30-fold),
-#: with a Wald statistic above :data:`RETRY_STAT`, or that did not converge, are fitted again
-#: from a float64 rotation (see ``bench/README.md`` for the measured errors).
+#: Markers refitted by the exact float64 path (float64 eigendecomposition and rotation,
+#: four times the Newton iterations) after a float32 scan: those that did not converge, those
+#: with ``1 - R^2`` below :data:`NEAR_COLLINEAR` (rounding magnified over 30-fold), and those
+#: whose Wald statistic exceeds :data:`REFIT_STAT` (29.7: p = 1e-7 on 1 df, below the
+#: genome-wide threshold 5e-8 every p-value is float64's).  The float32 error grows with the
+#: statistic (measured about 1e-7 x stat in log10 p, see ``bench/README.md``), so below the
+#: threshold it stays under 1e-5.
 NEAR_COLLINEAR = 1e-3
-RETRY_STAT = 20.0
+REFIT_STAT = 29.7
 #: Markers per batch of the float64 refits (the last batch padded).
-RETRY_BLOCK = 64
+REFIT_BLOCK = 64
 
 
 def _one_minus_r2(g: np.ndarray, basis: np.ndarray) -> np.ndarray:
@@ -272,56 +276,56 @@ def screen_collinear(g: np.ndarray, qc: BlockQC, basis: np.ndarray, raw: np.ndar
     return near
 
 
-def _refit(idx: np.ndarray, raw: np.ndarray, u, const: Constants, opts) -> dict[str, np.ndarray]:
-    """Fit markers ``idx`` of a block again from a float64 imputation and rotation, with
-    four times the Newton iterations: host arrays (t, len(idx))."""
+def refit_markers(raw: np.ndarray, u, const: Constants, opts) -> dict[str, np.ndarray]:
+    """Fit the markers of ``raw`` (n, k) allele counts again from a float64 imputation and
+    rotation by the float64 eigenvectors ``u`` (with ``const`` from them), with four times
+    the Newton iterations: host arrays (t, k) as :class:`BlockFit`'s fields."""
     rotate = not isinstance(u, np.ndarray)
     program = block_program(opts.lrt, opts.grid_size, opts.tol, max(4 * opts.max_iter, 120), 1, rotate)
     out: dict[str, list] = {}
-    for start in range(0, idx.size, RETRY_BLOCK):
-        part = idx[start : start + RETRY_BLOCK]
-        g, _ = impute_block(raw[:, part], "float64")
-        g = np.concatenate([g, np.zeros((RETRY_BLOCK - part.size, g.shape[1]))])
-        if isinstance(u, np.ndarray):
-            fit = program(jnp.asarray(rotate_float64(u, g.T).T), const)
-        else:
-            fit = program(jnp.asarray(g), u, const)
-        for k, v in fit._asdict().items():
-            out.setdefault(k, []).append(np.asarray(v)[:, : part.size])
-    return {k: np.concatenate(v, axis=1) for k, v in out.items()}
+    for start in range(0, raw.shape[1], REFIT_BLOCK):
+        g, _ = impute_block(raw[:, start : start + REFIT_BLOCK], "float64")
+        k = g.shape[0]
+        g = np.concatenate([g, np.zeros((REFIT_BLOCK - k, g.shape[1]))])
+        fit = program(jnp.asarray(g @ u), const) if not rotate else program(jnp.asarray(g), u, const)
+        for key, v in fit._asdict().items():
+            out.setdefault(key, []).append(np.asarray(v)[:, :k])
+    return {key: np.concatenate(v, axis=1) for key, v in out.items()}
 
 
-def complete_block(fit: BlockFit, qc: BlockQC, g: np.ndarray, raw: np.ndarray, u, const: Constants, opts,
-                   units: Units) -> dict[str, np.ndarray]:  # fmt: skip
-    """Host results of one started block (:func:`start_block`): markers collinear with the
-    covariates flagged; markers that did not converge, near-collinear ones and (in a float32
-    scan) strong associations refitted from a float64 rotation; then :func:`finish_block`."""
+def screen_block(fit: BlockFit, qc: BlockQC, g: np.ndarray, raw: np.ndarray, units: Units) -> dict[str, np.ndarray]:
+    """Host arrays of one started block (:func:`start_block`), each (t, b) or (b,): the fit,
+    the markers' summaries, collinear markers flagged, and ``refit`` (b,): the markers to fit
+    again by the float64 path (see :data:`REFIT_STAT`)."""
     count = g.shape[0]
     near = screen_collinear(g, qc, units.covar_basis, raw)
     host = {k: np.asarray(v)[:, :count] for k, v in fit._asdict().items()}
-    fitted = qc.status == 0
     redo = ~(host["converged"] & host["finite"]).all(axis=0)
     if g.dtype != np.float64:
-        redo |= near | (np.nan_to_num(host["stat"], nan=0.0) > RETRY_STAT).any(axis=0)
-    idx = np.flatnonzero(redo & fitted)
-    if idx.size:
-        again = _refit(idx, raw, u, const, opts)
-        for k in host:
-            host[k] = host[k].copy()
-            host[k][:, idx] = again[k]
-    host["refitted"] = np.broadcast_to(np.isin(np.arange(count), idx), host["beta"].shape)
-    return finish_block(host, qc, residual_df(const), units)
+        redo |= near | (np.nan_to_num(host["stat"], nan=0.0) > REFIT_STAT).any(axis=0)
+    host["refit"] = redo & (qc.status == 0)
+    host.update(qc._asdict())
+    return host
 
 
-def finish_block(host: dict[str, np.ndarray], qc: BlockQC, df: int, units: Units) -> dict[str, np.ndarray]:
-    """Final host arrays of one block, each (t, count): the results in the user's units,
+def merge_refit(host: dict[str, np.ndarray], where: np.ndarray, again: dict[str, np.ndarray]) -> None:
+    """Put refitted markers' results (columns of ``again``) at positions ``where`` of ``host``."""
+    for key, v in again.items():
+        host[key] = host[key].copy()
+        host[key][:, where] = v
+
+
+def finish_block(host: dict[str, np.ndarray], df: int, units: Units) -> dict[str, np.ndarray]:
+    """Final host arrays of one screened block (:func:`screen_block`), each (t, count): the results in the user's units,
     ``p_wald`` = P(F(1, ``df``) > stat) (the regularised incomplete beta function, evaluated
     here by scipy: a sixth of the block program's time when done inside it), and a status
     per marker and trait.  Every number of a row whose status is not ``ok`` is NaN."""
     from scipy.special import betainc
 
     host = dict(host)
+    qc = BlockQC(*(host.pop(k) for k in BlockQC._fields))
     t, count = host["beta"].shape
+    host["refitted"] = np.broadcast_to(host.pop("refit"), (t, count))
     status = np.broadcast_to(qc.status[:count], (t, count)).copy()
     status[(status == 0) & ~host["finite"]] = 3
     status[(status == 0) & ~host["converged"]] = 4

@@ -45,7 +45,7 @@ def covariate_design(cov: np.ndarray, names: list[str], ids, max_vif: float = MA
         bad = ~np.isfinite(cov[:, j])
         if bad.any():
             raise InputError(
-                f"covariate {name!r}: non-finite value {cov[bad, j][0]} for individual {ids[np.argmax(bad)]!r} "
+                f"covariate {name!r}: non-finite value {cov[bad, j][0]} for individual {str(ids[np.argmax(bad)])!r} "
                 "(use NA for a missing value)"
             )
     centre = cov.mean(axis=0) if n else np.zeros(k)
@@ -91,7 +91,7 @@ def standardised_traits(y: np.ndarray, names: list[str], ids, design: Design) ->
         bad = ~np.isfinite(y[:, j])
         if bad.any():
             raise InputError(
-                f"trait {name!r}: non-finite value {y[bad, j][0]} for individual {ids[np.argmax(bad)]!r} "
+                f"trait {name!r}: non-finite value {y[bad, j][0]} for individual {str(ids[np.argmax(bad)])!r} "
                 "(use NA for a missing value)"
             )
     centre = y.mean(axis=0)
@@ -103,6 +103,11 @@ def standardised_traits(y: np.ndarray, names: list[str], ids, design: Design) ->
     for j, name in enumerate(names):
         if not scale[j] > 1e-13 * max(abs(centre[j]), np.finfo(float).tiny):
             raise InputError(f"trait {name!r} is constant over its {len(y)} analysed individuals: nothing to test")
+        if not np.isfinite(float(scale[j]) ** 2 if scale[j] < 1e154 else np.inf):
+            raise InputError(
+                f"trait {name!r}: values of order {scale[j]:.3g}, whose variance overflows double precision; "
+                "rescale the trait (e.g. to other units)"
+            )
     z = z / scale
     if design.basis.shape[1]:
         resid = z - design.basis @ (design.basis.T @ z)

@@ -59,6 +59,15 @@ class GenotypeSource:
         values of any scale are standardised before they are narrowed to it)."""
         return self.read(rows, start, stop, "int8" if self.bed_path else "float64")
 
+    def read_markers(self, rows: np.ndarray, markers: np.ndarray) -> np.ndarray:
+        """Markers at the indices ``markers`` (any order) as :meth:`read_counts` gives them."""
+        if self.array is not None:
+            return np.asarray(self.array[np.ix_(rows, markers)], dtype=np.float64)
+        from bed_reader import open_bed
+
+        with open_bed(self.bed_path, iid_count=self.n, sid_count=self.m) as bed:
+            return bed.read(index=np.s_[rows, np.asarray(markers)], dtype="int8", order="F")
+
     def spec(self) -> dict:
         """What a remote worker needs to read the same markers (bed path, or None)."""
         return {"bed_path": self.bed_path, "n": self.n, "m": self.m}

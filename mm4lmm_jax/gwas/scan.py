@@ -23,9 +23,12 @@ from .block import (
     Constants,
     Units,
     block_program,
-    complete_block,
+    finish_block,
+    merge_refit,
+    refit_markers,
     rotate_float64,
     rotate_on_host,
+    screen_block,
     start_block,
 )
 from .design import MAX_VIF, Design, Traits, covariate_design, standardised_traits
@@ -325,7 +328,7 @@ def _run_local(source, rows, runs, u, const, opts, block_size, program, bar, uni
     pending = None
 
     def collect(fit, qc, g, raw):
-        out.append(complete_block(fit, qc, g, raw, u, const, opts, units))
+        out.append(screen_block(fit, qc, g, raw, units))
         if bar is not None:
             bar.update(g.shape[0])
 
@@ -352,7 +355,7 @@ def _remote_block(spec, array_block, rows, start, stop, u, const_host, units, op
     const = Constants(*(jnp.asarray(a) for a in const_host))
     u = jnp.asarray(u) if rotate else u
     fit, qc, g = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
-    return complete_block(fit, qc, g, raw, u, const, opts, units)
+    return screen_block(fit, qc, g, raw, units)
 
 
 def _run_dask(client, source, rows, runs, u, const, opts, block_size, bar, units):
@@ -577,9 +580,11 @@ def gwas(
                     blocks = _run_dask(client, source, pat.rows, runs, u, const, opts, block_size, bar, units)
                 else:
                     blocks = _run_local(source, pat.rows, runs, u, const, opts, block_size, block_compiled, bar, units)
+                _refit_group(source, pat, runs, blocks, kin_fn, (u, const), opts, nulls_compiled)
                 del u, const
                 mean_d = float(np.mean(d))
                 for (start, stop), blk in zip(runs, blocks):
+                    blk = finish_block(blk, pat.n - pat.design.x.shape[1] - 1, units)
                     blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
                     parts.append((np.arange(start, stop), blk, pat.traits, pat.n))
     finally:
@@ -623,6 +628,29 @@ def gwas(
 
 def _counts(status: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in status.value_counts().items() if v}
+
+
+def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: ScanOptions, nulls_compiled) -> int:
+    """Fit the markers the screen marked (:func:`~.block.screen_block`) again by the exact
+    float64 path, in place in ``blocks``: after a float32 scan from a float64
+    eigendecomposition of the same kinship (computed only when some marker needs it), after a
+    float64 scan from its own ``rotation`` ``(u, const)``.  Returns how many were refitted."""
+    where = [np.flatnonzero(blk["refit"]) for blk in blocks]
+    idx = np.concatenate([np.arange(start, stop)[w] for (start, stop), w in zip(runs, where)])
+    if idx.size == 0:
+        return 0
+    if opts.rotation_dtype == "float64":
+        u, const = rotation
+    else:
+        d, u = eigh(kin_fn("float64"), "float64")
+        const, u, _, _ = _constants(np.clip(d, 0.0, None), u, pat.design.x, pat.y.y, opts, nulls_compiled)
+    again = refit_markers(source.read_markers(pat.rows, idx), u, const, opts)
+    done = 0
+    for blk, w in zip(blocks, where):
+        if w.size:
+            merge_refit(blk, w, {k: v[:, done : done + w.size] for k, v in again.items()})
+            done += w.size
+    return int(idx.size)
 
 
 def _options(lrt, grid_size, tol, max_iter, rotation_dtype) -> ScanOptions:

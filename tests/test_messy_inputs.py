@@ -1,0 +1,227 @@
+"""Faults and awkward inputs of the GWAS path: every case is right or a clear error, never a
+silent wrong number (scale-free fixed part, float64 refits, per-trait individuals, honest
+status, degenerate inputs)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mm4lmm_jax as mj
+from mm4lmm_jax.errors import InputWarning, KinshipWarning
+from mm4lmm_jax.gwas import block
+from mm4lmm_jax.gwas.io import InputError
+
+N = 240
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(11)
+    freq = rng.uniform(0.05, 0.5, size=48 + 300)
+    geno = rng.binomial(2, freq, size=(N, 48 + 300)).astype(float)
+    w = (geno[:, :300] - 2 * freq[:300]) / np.sqrt(2 * freq[:300] * (1 - freq[:300]))
+    kin = w @ w.T / 300
+    g = geno[:, 300:]
+    days = rng.integers(0, 365, N).astype(float)
+    noise = rng.multivariate_normal(np.zeros(N), 0.6 * kin + 0.4 * np.eye(N), method="cholesky")
+    y = 0.9 * g[:, 0] + 0.4 * g[:, 1] + 0.004 * days + noise
+    return y, g, kin, days
+
+
+def _scan(y, g, kin, cov=None, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mj.gwas(y, g, kinship=kin, covariates=cov, progress=False, **kw)
+
+
+def _dlog10p(a, b):
+    return float(np.max(np.abs(np.log10(a.p_wald.to_numpy()) - np.log10(b.p_wald.to_numpy()))))
+
+
+@pytest.mark.parametrize(
+    "recode",
+    [
+        pytest.param(lambda y, c: (y, 20230101.0 + c), id="date-coded"),
+        pytest.param(lambda y, c: (y, c + 1e9), id="offset-1e9"),
+        pytest.param(lambda y, c: (y, c * 1e12), id="scale-1e12"),
+        pytest.param(lambda y, c: (y * 1e30, c), id="trait-x1e30"),
+        pytest.param(lambda y, c: (y * 1e-30, c), id="trait-x1e-30"),
+        pytest.param(lambda y, c: (y * 1e-40, c), id="trait-x1e-40"),
+        pytest.param(lambda y, c: (y * 1e150, c), id="trait-x1e150"),
+    ],
+)
+def test_results_do_not_depend_on_the_scale_of_covariates_or_traits(data, recode):
+    """float32 scan of recoded inputs == float64 scan of the well-scaled ones, to 1e-4 in
+    log10 p, every row ok; effects scale with the trait."""
+    y, g, kin, days = data
+    ref = _scan(y, g, kin, days, rotation_dtype="float64")
+    y2, c2 = recode(y, days)
+    res = _scan(y2, g, kin, c2)
+    assert (res.status == "ok").all()
+    assert _dlog10p(res, ref) < 1e-4
+    k = y2[0] / y[0] if y2 is not y else 1.0
+    np.testing.assert_allclose(res.beta / k, ref.beta, rtol=1e-3, atol=1e-6 * float(ref.se.max()))
+    np.testing.assert_allclose(res.sigma2_e / k**2, ref.sigma2_e, rtol=1e-3)
+
+
+def test_log_likelihood_and_variances_in_the_users_units(data):
+    """The standardisation is undone exactly: a float64 scan with a date-coded covariate and a
+    trait in other units gives the well-scaled scan's effects times the trait's scale, and the
+    ReML log-likelihood of the model in the user's parameterisation (mmest's on the centred
+    date, the same model: centring leaves ReML unchanged; mmest on the raw date loses digits in
+    its own X'V^-1X)."""
+    y, g, kin, days = data
+    res = _scan(1e3 * y, g[:, :4], kin, 20230101.0 + days, rotation_dtype="float64")
+    ref = mj.mmest(1e3 * y, cofactor=(days - days.mean())[:, None], x=g[:, :4], var_list={"K": kin, "E": np.eye(N)},
+                   crit_var=1e-12, crit_loglik=1e-12, max_iter=20000, verbose=False)  # fmt: skip
+    np.testing.assert_allclose(res.loglik, ref.loglik_array, atol=1e-5)
+    np.testing.assert_allclose(res.beta, ref.beta_array[:, -1], rtol=1e-4)
+    base = _scan(y, g[:, :4], kin, days, rotation_dtype="float64")
+    np.testing.assert_allclose(res.beta, 1e3 * base.beta, rtol=1e-9)
+    np.testing.assert_allclose(res.sigma2_g, 1e6 * base.sigma2_g, rtol=1e-8)
+    # ReML log-likelihoods differ by -(n - p) log 1e3 (p = 3; an offset of a covariate: nothing)
+    np.testing.assert_allclose(res.loglik, base.loglik - (N - 3) * np.log(1e3), atol=1e-8)
+
+
+def test_genotype_scale_does_not_matter_and_out_of_range_warns(data):
+    y, g, kin, days = data
+    ref = _scan(y, g, kin, days)
+    small = _scan(y, g * 1e-30, kin, days)
+    assert _dlog10p(small, ref) < 1e-6
+    np.testing.assert_allclose(small.beta * 1e-30, ref.beta, rtol=1e-5, atol=1e-5 * float(ref.se.min()))
+    with pytest.warns(InputWarning, match=r"not allele counts in \[0, 2\]"):
+        large = mj.gwas(y, g * 1e3, kinship=kin, covariates=days, progress=False)
+    assert _dlog10p(large, ref) < 1e-6
+
+
+def test_near_collinear_covariates_are_an_error_naming_them(data):
+    y, g, kin, days = data
+    rng = np.random.default_rng(0)
+    cov = pd.DataFrame(
+        {"age": days, "age_days": days * 365.25 + rng.normal(size=N) * 1e-6, "sex": rng.integers(0, 2, N)}
+    )
+    with pytest.raises(InputError, match=r"\['age.*', 'age.*'\] are collinear"):
+        _scan(y, g, kin, cov)
+    with pytest.raises(InputError, match="'const' is constant"):
+        _scan(y, g, kin, pd.DataFrame({"const": np.full(N, 3.0), "age": days}))
+    ok = _scan(y, g[:, :4], kin, cov[["age", "sex"]].assign(age2=days**2))  # correlated, not collinear
+    assert (ok.status == "ok").all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_marker_collinear_with_covariates_is_flagged_in_every_precision(data, dtype):
+    y, g, kin, days = data
+    cov = np.column_stack([days, g[:, 5]])  # marker 5 is a covariate
+    g2 = g.copy()
+    g2[:, 6] = 2.0 - g[:, 5]  # an affine function of one
+    res = _scan(y, g2, kin, cov, rotation_dtype=dtype)
+    assert list(res.status[5:7]) == ["collinear with covariates"] * 2
+    assert res.loc[5:6, ["beta", "se", "stat", "p_wald", "sigma2_g", "loglik"]].isna().all().all()
+    assert (res.status.drop([5, 6]) == "ok").all()
+
+
+def test_strong_markers_are_refitted_by_the_float64_path(data):
+    """Markers above REFIT_STAT get float64's numbers exactly; the others stay within 1e-5."""
+    y, g, kin, days = data
+    y = y + 3.0 * g[:, 2] + 2.0 * g[:, 3]
+    f32 = _scan(y, g, kin, days)
+    f64 = _scan(y, g, kin, days, rotation_dtype="float64")
+    strong = (f64.stat > block.REFIT_STAT).to_numpy()
+    assert strong.sum() >= 2 and f32.attrs["n_refitted_float64"]["phenotype"] >= strong.sum()
+    np.testing.assert_allclose(f32.p_wald[strong], f64.p_wald[strong], rtol=1e-10)
+    assert _dlog10p(f32[~strong], f64[~strong]) < 1e-5
+
+
+def test_markers_not_converged_are_refitted_before_being_flagged(data):
+    y, g, kin, days = data
+    ref = _scan(y, g, kin, days, rotation_dtype="float64")
+    short = _scan(y, g, kin, days, rotation_dtype="float64", max_iter=1, tol=1e-12)
+    assert short.attrs["n_refitted_float64"]["phenotype"] > 0
+    assert (short.status == "ok").all()
+    assert _dlog10p(short, ref) < 1e-6
+
+
+def test_rows_not_ok_have_no_numbers_and_lambda_counts_ok_rows(data):
+    y, g, kin, _ = data
+    g2 = g.copy()
+    g2[:, 3] = 1.0
+    g2[:, 4] = np.nan
+    res = _scan(y, g2, kin)
+    bad = res.status != "ok"
+    numeric = ["beta", "se", "stat", "p_wald", "p_chi2", "sigma2_g", "sigma2_e", "h2", "loglik"]
+    assert bad.sum() == 2 and res.loc[bad, numeric].isna().all().all() and not res.converged[bad].any()
+    assert res.attrs["lambda_gc_n"] == {"phenotype": len(res) - 2}
+    assert res.attrs["lambda_gc"]["phenotype"] == pytest.approx(mj.gwas.__globals__["genomic_inflation"](res.stat))
+
+
+def test_each_trait_uses_its_own_individuals(data):
+    """Three traits with different missing individuals: each equals its run alone; traits
+    with the same pattern share a rotation (patterns reported); n per trait."""
+    y, g, kin, days = data
+    rng = np.random.default_rng(5)
+    traits = pd.DataFrame({f"t{k}": y + rng.normal(size=N) for k in range(4)})
+    for k in range(3):
+        traits.loc[rng.choice(N, 24, replace=False), f"t{k}"] = np.nan
+    traits["t3"] = traits["t2"].where(traits["t2"].notna(), np.nan) * 0 + traits["t3"].where(traits["t2"].notna())
+    cov = pd.Series(days, name="days")
+    both = _scan(traits, g[:, :8], kin, cov)
+    assert both.attrs["missingness_patterns"] == [["t0"], ["t1"], ["t2", "t3"]]
+    for k in range(4):
+        alone = _scan(traits[[f"t{k}"]], g[:, :8], kin, cov)
+        part = both[both.trait == f"t{k}"].reset_index(drop=True)
+        np.testing.assert_allclose(part.p_wald, alone.p_wald, rtol=1e-10)
+        assert (part.n == int(traits[f"t{k}"].notna().sum())).all()
+
+
+# ------------------------------------------------------------- degenerate inputs ----------
+
+
+def test_degenerate_traits_are_clear_errors(data):
+    y, g, kin, _ = data
+    bad = y.copy()
+    bad[7] = np.inf
+    with pytest.raises(InputError, match=r"non-finite value inf for individual '8'"):
+        _scan(bad, g, kin)
+    with pytest.raises(InputError, match="constant"):
+        _scan(np.full(N, 2.5), g, kin)
+    with pytest.raises(InputError, match="overflows double precision"):
+        _scan(y * 1e200, g, kin)
+    with pytest.raises(InputError, match="no observed value"):
+        _scan(pd.DataFrame({"a": y, "b": np.nan}), g, kin)
+    with pytest.raises(InputError, match="linear function of the covariates"):
+        _scan(3.0 * data[3] + 1.0, g, kin, data[3])
+
+
+def test_degenerate_kinships_are_errors_or_counted_warnings(data):
+    y, g, kin, _ = data
+    with pytest.raises(InputError, match="not positive semi-definite"):
+        _scan(y, g, -kin)
+    with pytest.raises(InputError, match="all zero"):
+        _scan(y, g, np.zeros_like(kin))
+    d, u = np.linalg.eigh(kin)
+    d[:3] = -1e-4 * d.max()  # slightly negative, as a pairwise estimate can be
+    with pytest.warns(KinshipWarning, match="3 negative eigenvalue"):
+        res = mj.gwas(y, g, kinship=(u * d) @ u.T, progress=False, rotation_dtype="float64")
+    assert res.attrs["kinship_spectrum"]["phenotype / all"]["negative_clipped"] == 3
+
+
+def test_bad_arrays_and_options_are_clear_errors(data):
+    y, g, kin, _ = data
+    g2 = g.copy()
+    g2[3, 4] = -np.inf
+    with pytest.raises(InputError, match="non-finite value -inf for individual '4', marker 'm5'"):
+        _scan(y, g2, kin)
+    for kw, msg in [({"grid_size": 2}, "grid_size"), ({"tol": 0.0}, "tol"), ({"tol": float("nan")}, "tol"),
+                    ({"max_iter": 0}, "max_iter"), ({"rotation_dtype": "float16"}, "rotation_dtype")]:  # fmt: skip
+        with pytest.raises(ValueError, match=msg):
+            _scan(y, g, kin, **kw)
+
+
+def test_loco_with_one_chromosome_says_so(data):
+    y, g, _, _ = data
+    with pytest.raises(InputError, match="at least two chromosomes"):
+        _scan(y, g, None, loco=True)

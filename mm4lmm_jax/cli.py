@@ -4,10 +4,17 @@ example) and ``mm4lmm gwas`` (exact mixed-model scans of PLINK files)."""
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import shutil
+import signal
 import sys
+import time
 
 import numpy as np
 import pandas as pd
+
+from .errors import MissingDataWarning
 
 
 def run_example(out=None) -> None:
@@ -95,73 +102,236 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def run_gwas(args, out=None) -> int:
-    """The ``gwas`` subcommand: scan, write ``PREFIX.tsv`` (and Parquet, plots), print a summary."""
-    import time
+def _outputs(prefix: str, args) -> list[str]:
+    """Every file a run with these options writes (for the stale-output clean-up)."""
+    names = [f"{prefix}.tsv", f"{prefix}.parquet"]
+    folder = os.path.dirname(prefix) or "."
+    base = os.path.basename(prefix)
+    if os.path.isdir(folder):
+        names += [
+            os.path.join(folder, f)
+            for f in os.listdir(folder)
+            if f.startswith(base + ".") and f.endswith((".manhattan.png", ".qq.png"))
+        ]
+    return names
+
+
+def check_writable(prefix: str) -> None:
+    """Fail in seconds (one line) when ``PREFIX.*`` cannot be written: a missing folder, a
+    folder without write permission, a prefix that names a folder."""
+    from .gwas.io import InputError
+
+    folder = os.path.dirname(os.path.abspath(prefix))
+    if os.path.isdir(prefix):
+        raise InputError(f"--out {prefix}: is a folder; give a prefix such as {os.path.join(prefix, 'gwas')}")
+    if not os.path.isdir(folder):
+        raise InputError(f"--out {prefix}: the folder {folder} does not exist (create it first)")
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mm4lmm-write-test-"):
+            pass
+    except OSError as err:
+        raise InputError(f"--out {prefix}: cannot write in {folder} ({err.strerror or err})") from err
+
+
+def write_atomic(path: str, write) -> None:
+    """``write(tmp)`` to a temporary file in the folder of ``path``, then rename it to ``path``:
+    a kill or a full disk never leaves a truncated ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class RunLog:
+    """``PREFIX.log``, as PLINK 2 writes one: opened at the start, each line flushed, a last
+    line when the run completed."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def line(self, text: str = "") -> None:
+        self._fh.write(text + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _log_header(log: RunLog, argv) -> None:
+    import platform
+
+    import jax
+
+    from . import __version__
+
+    log.line(f"mm4lmm gwas (mm4lmm_jax {__version__})")
+    log.line("command: mm4lmm " + " ".join(shlex.quote(a) for a in argv))
+    log.line(f"started: {time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()}")
+    log.line(
+        f"versions: python {platform.python_version()}, jax {jax.__version__}, numpy {np.__version__}, "
+        f"pandas {pd.__version__}"
+    )
+
+
+def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught) -> None:
+    a = res.attrs
+    log.line(f"covariates: {', '.join(a['covariates'])} (intercept always added)")
+    log.line(f"kinship: {a['kinship']}; rotation in {a['rotation_dtype']}")
+    for key, spec in a["kinship_spectrum"].items():
+        log.line(
+            f"kinship eigenvalues ({key}): largest {spec['largest']:.6g}, {spec['near_zero']} near zero, "
+            f"{spec['negative_clipped']} negative set to 0"
+        )
+    log.line(f"missingness patterns (traits sharing a rotation): {a['missingness_patterns']}")
+    for trait, n in a["n_analysed"].items():
+        log.line(f"trait {trait}: {n} individuals analysed, {a['n_dropped_missing'][trait]} dropped (missing)")
+        for label, null in a["null_models"][trait].items():
+            log.line(
+                f"  null model ({'all markers' if label == 'all' else 'without chromosome ' + label}): "
+                f"sigma2_g = {null['sigma2_g']:.6g}, sigma2_e = {null['sigma2_e']:.6g}, "
+                f"h2 = {null['h2']:.6g} (trace of K as given), pve = {null['pve_gemma']:.6g} (GEMMA's: K centred "
+                f"over the analysed), ReML log-likelihood = {null['loglik']:.6f}"
+            )
+        counts = ", ".join(f"{k}: {v}" for k, v in a["status_counts"][trait].items())
+        log.line(
+            f"  markers: {counts}; refitted by the float64 path: {a['n_refitted_float64'][trait]}; "
+            f"lambda_GC = {a['lambda_gc'][trait]:.6g} over {a['lambda_gc_n'][trait]} ok markers"
+        )
+    if a.get("n_blocks_resumed"):
+        log.line(f"resumed: {a['n_blocks_resumed']} block(s) taken from the checkpoint")
+    for w in caught:
+        log.line(f"warning: {w.category.__name__}: {w.message}")
+    log.line("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+
+
+def run_gwas(args, out=None, argv=None) -> int:
+    """The ``gwas`` subcommand: check the output prefix, open ``PREFIX.log``, scan, write
+    ``PREFIX.tsv`` (and Parquet, plots) atomically, print a summary."""
     import warnings
 
     from . import gwas
-    from .errors import MissingDataWarning
     from .gwas.io import InputError, write_tsv
 
     out = out or sys.stdout
-    _enable_compilation_cache()
     kinship = args.kinship
     if kinship is None and not args.grm and not args.loco:
         raise InputError("give --kinship FILE, or --grm / --loco to compute it from the genotypes")
-    start = time.perf_counter()
-    client = _dask_client(args.scheduler)
+    check_writable(args.out)
+    _enable_compilation_cache()
+    checkpoint = f"{args.out}.checkpoint"
+    log = RunLog(f"{args.out}.log")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MissingDataWarning)  # the summary below reports the drops
-            res = gwas(
-                args.pheno,
-                args.bfile,
-                kinship=kinship,
-                covariates=args.covar,
-                pheno_names=args.pheno_name or None,
-                covar_names=args.covar_name or None,
-                loco=args.loco,
-                lrt=args.lrt,
-                chunk_size=args.chunk_size,
-                rotation_dtype="float64" if args.float64 else "float32",
-                devices=args.devices,
-                client=client,
-                progress=not args.quiet,
-            )
+        _log_header(log, argv if argv is not None else sys.argv[1:])
+        stale = [f for f in _outputs(args.out, args) if os.path.exists(f)]
+        for f in stale:
+            os.remove(f)
+        if stale:
+            log.line(f"removed the previous run's output: {', '.join(stale)}")
+        if not args.resume and os.path.isdir(checkpoint):
+            shutil.rmtree(checkpoint)
+            log.line(f"removed a previous run's checkpoint {checkpoint} (no --resume)")
+        start = time.perf_counter()
+        client = _dask_client(args.scheduler)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = gwas(
+                    args.pheno,
+                    args.bfile,
+                    kinship=kinship,
+                    covariates=args.covar,
+                    pheno_names=args.pheno_name or None,
+                    covar_names=args.covar_name or None,
+                    loco=args.loco,
+                    lrt=args.lrt,
+                    chunk_size=args.chunk_size,
+                    rotation_dtype="float64" if args.float64 else "float32",
+                    max_vif=args.max_vif,
+                    devices=args.devices,
+                    client=client,
+                    progress=not args.quiet,
+                    checkpoint=checkpoint if client is None else None,
+                )
+        finally:
+            if client is not None:
+                client.close()
+        timings = {"scan": time.perf_counter() - start}
+        path = f"{args.out}.tsv"
+        t0 = time.perf_counter()
+        write_atomic(path, lambda tmp: write_tsv(res, tmp))
+        written = [path]
+        if args.parquet:
+            write_atomic(f"{args.out}.parquet", lambda tmp: res.to_parquet(tmp, index=False))
+            written.append(f"{args.out}.parquet")
+        traits = list(res.attrs["lambda_gc"])
+        if not args.no_plots:
+            written += _plots(res, traits, args.out, log, out)
+        timings["writing"] = time.perf_counter() - t0
+        _log_results(log, res, timings, caught)
+        _print_summary(res, traits, timings["scan"], written, out, caught)
+        log.line("written: " + ", ".join(written))
+        log.line(f"completed: {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        if os.path.isdir(checkpoint):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+        return 0
+    except BaseException as err:
+        log.line(f"error: {err}" if str(err) else f"stopped: {type(err).__name__}")
+        log.line("NOT completed: the results above are incomplete or absent")
+        raise
     finally:
-        if client is not None:
-            client.close()
-    elapsed = time.perf_counter() - start
-    path = f"{args.out}.tsv"
-    write_tsv(res, path)
-    written = [path]
-    if args.parquet:
-        res.to_parquet(f"{args.out}.parquet", index=False)
-        written.append(f"{args.out}.parquet")
-    traits = list(res.attrs["lambda_gc"])
-    if not args.no_plots:
-        from .plots import save_plots
+        log.close()
 
-        for trait in traits:
-            part = res[res["trait"] == trait] if "trait" in res else res
-            written += save_plots(part, args.out, trait if len(traits) > 1 else None)
+
+def _plots(res, traits, prefix, log: RunLog, out) -> list[str]:
+    """Manhattan and QQ plots per trait, or a one-line note when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        note = "plots skipped: matplotlib is not installed (pip install matplotlib, or --no-plots)"
+        print(note, file=out)
+        log.line(note)
+        return []
+    from .plots import save_plots
+
+    written = []
+    for trait in traits:
+        part = res[res["trait"] == trait] if "trait" in res else res
+        written += [_renamed(f) for f in save_plots(part, prefix + ".tmp-plot", trait if len(traits) > 1 else None)]
+    return written
+
+
+def _renamed(tmp_path: str) -> str:
+    """A plot written under the temporary prefix, renamed to its final name (atomic)."""
+    final = tmp_path.replace(".tmp-plot", "", 1)
+    os.replace(tmp_path, final)
+    return final
+
+
+def _print_summary(res, traits, elapsed, written, out, caught) -> None:
     a = res.attrs
     print(
-        f"mm4lmm gwas: {a['n_analysed']} individuals analysed ({a['n_dropped_missing']} dropped for a missing "
-        f"phenotype or covariate), {len(res) // len(traits)} markers, {len(traits)} trait(s) in {elapsed:.1f} s",
+        f"mm4lmm gwas: {len(res) // len(traits)} markers, {len(traits)} trait(s) in {elapsed:.1f} s",
         file=out,
     )
     for trait in traits:
+        counts = ", ".join(f"{k}: {v}" for k, v in a["status_counts"][trait].items())
         part = res[res["trait"] == trait] if "trait" in res else res
-        counts = part["status"].value_counts()
         print(
-            f"  {trait}: lambda_GC = {a['lambda_gc'][trait]:.4f}, min p_wald = {part['p_wald'].min():.3g}, "
-            + ", ".join(f"{k}: {v}" for k, v in counts.items() if v),
+            f"  {trait}: {a['n_analysed'][trait]} analysed ({a['n_dropped_missing'][trait]} dropped for a missing "
+            f"phenotype or covariate), lambda_GC = {a['lambda_gc'][trait]:.4f} ({a['lambda_gc_n'][trait]} ok markers), "
+            f"min p_wald = {part['p_wald'].min():.3g}; {counts}",
             file=out,
         )
+    shown = [w for w in caught if not issubclass(w.category, MissingDataWarning)]
+    for w in shown:
+        print(f"  warning: {w.message}", file=out)
     print("written: " + ", ".join(written), file=out)
-    return 0
 
 
 def _dask_client(address: str | None):
@@ -215,11 +385,28 @@ def _add_gwas_parser(sub) -> None:
     p.add_argument("--float64", action="store_true", help="rotate genotypes in float64 (default float32)")
     p.add_argument("--devices", type=int, metavar="N", help="local JAX devices to use (default: all)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run blocks on a Dask cluster (scheduler address)")
+    p.add_argument(
+        "--max-vif",
+        type=float,
+        default=1e6,
+        metavar="X",
+        help="covariates with a variance inflation factor above X are an error (default 1e6: collinear to "
+        "working precision; PLINK 2's --glm uses 50)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the blocks a killed run of the same command saved in PREFIX.checkpoint/",
+    )
     p.add_argument("--parquet", action="store_true", help="also write PREFIX.parquet")
     p.add_argument("--no-plots", action="store_true", help="do not write the Manhattan and QQ plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
-        "--out", required=True, metavar="PREFIX", help="output prefix: PREFIX.tsv, PREFIX.manhattan.png, ..."
+        "--out",
+        required=True,
+        metavar="PREFIX",
+        help="output prefix: PREFIX.tsv, PREFIX.log, PREFIX.manhattan.png, ... (a previous run's files of the "
+        "same prefix are removed at the start)",
     )
 
 
@@ -243,11 +430,34 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .gwas.io import InputError
 
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
-        return run_gwas(args)
+        return run_gwas(args, argv=argv)
     except (InputError, FileNotFoundError, ValueError) as err:
         print(f"mm4lmm gwas: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"mm4lmm gwas: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mm4lmm gwas: interrupted; completed blocks are kept for --resume", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    """SIGTERM (sent by ``timeout``, SLURM, ``kill``) ends the run as Ctrl-C does: temporary
+    files and worker processes are cleaned up on the way out."""
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def entry() -> None:  # pragma: no cover - the console script; tests call main()

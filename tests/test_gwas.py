@@ -486,7 +486,10 @@ def test_cli_writes_results_and_plots(plink, tmp_path, capsys):
             png = Path(f"{out}.{trait}.{kind}.png")
             assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
     text = capsys.readouterr().out
-    assert "lambda_GC" in text and "individuals analysed" in text
+    assert "lambda_GC" in text and "195 analysed" in text
+    log = Path(f"{out}.log").read_text()
+    assert "null model" in log and "pve = " in log and "lambda_GC" in log and "\ncompleted: " in log
+    assert not Path(f"{out}.checkpoint").exists() and not list(tmp_path.glob("*.tmp*"))
 
 
 def test_tsv_output_reads_back_exactly(tmp_path):

@@ -321,26 +321,97 @@ def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts:
     return const, (u if rotate_on_host() else jnp.asarray(u)), nulls, c_rot[:, 0]
 
 
-def _run_local(source, rows, runs, u, const, opts, block_size, program, bar, units):
+def _run_local(source, rows, runs, u, const, opts, block_size, program, bar, units, store=None):
     """Blocks in order; the next block is read, imputed (and rotated on the host) while the
-    device fits the last."""
-    out = []
+    device fits the last.  With a :class:`Checkpoint` ``store``, blocks it holds are taken
+    from it and every block done is saved to it."""
+    out: dict[int, dict] = {}
     pending = None
 
-    def collect(fit, qc, g, raw):
-        out.append(screen_block(fit, qc, g, raw, units))
+    def collect(k, fit, qc, g, raw):
+        out[k] = screen_block(fit, qc, g, raw, units)
+        if store is not None:
+            store.save(runs[k], out[k])
         if bar is not None:
             bar.update(g.shape[0])
 
-    for start, stop in runs:
+    for k, (start, stop) in enumerate(runs):
+        saved = store.load(runs[k]) if store is not None else None
+        if saved is not None:
+            out[k] = saved
+            if bar is not None:
+                bar.update(stop - start)
+            continue
         raw = source.read_counts(rows, start, stop, opts.rotation_dtype)
         fit, qc, g = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
         if pending is not None:
             collect(*pending)
-        pending = (fit, qc, g, raw)
+        pending = (k, fit, qc, g, raw)
     if pending is not None:
         collect(*pending)
-    return out
+    return [out[k] for k in range(len(runs))]
+
+
+class Checkpoint:
+    """Screened blocks of a scan saved as ``.npz`` files in a folder, so a killed scan can go
+    on from its completed blocks (``gwas(checkpoint=...)``, ``mm4lmm gwas --resume``).  The
+    folder holds a fingerprint of the inputs and options; a folder made for other inputs is
+    an error.  Files are written under a temporary name and renamed: a kill mid-write leaves
+    no partial block."""
+
+    def __init__(self, folder: str | os.PathLike, fingerprint: str):
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stamp = self.folder / "fingerprint.txt"
+        if stamp.exists() and stamp.read_text() != fingerprint:
+            raise InputError(
+                f"checkpoint folder {self.folder} belongs to a scan of other inputs or options: remove it "
+                "to start afresh"
+            )
+        stamp.write_text(fingerprint)
+        self.scope = ""
+        self.loaded = 0
+
+    def _file(self, run):
+        return self.folder / f"{self.scope}{run[0]}-{run[1]}.npz"
+
+    def load(self, run) -> dict | None:
+        file = self._file(run)
+        if not file.exists():
+            return None
+        with np.load(file) as z:
+            self.loaded += 1
+            return {k: z[k] for k in z.files}
+
+    def save(self, run, blk: dict) -> None:
+        file = self._file(run)
+        tmp = file.with_name(file.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **blk)
+        os.replace(tmp, file)
+
+
+def _fingerprint(*parts) -> str:
+    """A digest of the inputs (files by path, size and modification time; arrays by content)
+    and options of a scan."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in parts:
+        files = [str(part) + e for e in ("", ".bed", ".bim", ".fam")] if isinstance(part, (str, os.PathLike)) else []
+        if any(os.path.isfile(f) for f in files):
+            for f in filter(os.path.isfile, files):
+                st = os.stat(f)
+                h.update(f"{os.path.abspath(f)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        elif isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, (pd.DataFrame, pd.Series)):
+            h.update(pd.util.hash_pandas_object(part, index=True).to_numpy().tobytes())
+        else:
+            h.update(repr(part).encode())
+    return h.hexdigest()
 
 
 def _remote_block(spec, array_block, rows, start, stop, u, const_host, units, opts: ScanOptions, block_size: int):
@@ -472,6 +543,7 @@ def gwas(
     client=None,
     progress: bool = True,
     sample_ids: Sequence | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Exact mixed-model marker scan: for every marker (and trait), the ReML fit of
     ``y = C a + g b + u + e``, ``u ~ N(0, sigma2_g K)``, ``e ~ N(0, sigma2_e I)``, and the
@@ -507,6 +579,9 @@ def gwas(
     client : a ``dask.distributed.Client``: blocks become tasks on its workers.
     progress : show progress bars (tqdm).
     sample_ids : IDs of the rows of an array ``genotypes`` (to match tables by IID).
+    checkpoint : a folder where every completed block is saved; a scan of the same inputs
+        and options given the same folder takes the blocks found there (a killed run goes on
+        where it stopped, with the results of an uninterrupted run).  Not with ``client``.
 
     Returns
     -------
@@ -542,6 +617,25 @@ def gwas(
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
 
     rotate = not rotate_on_host()
+    store = None
+    if checkpoint is not None and client is None:
+        store = Checkpoint(
+            checkpoint,
+            _fingerprint(
+                phenotypes,
+                genotypes,
+                kinship,
+                covariates,
+                pheno_names,
+                covar_names,
+                loco,
+                opts,
+                chunk_size,
+                max_vif,
+                n_dev,
+                sample_ids,
+            ),  # fmt: skip
+        )
     reading = KinshipRead(kinship, source.n) if isinstance(kinship, (str, os.PathLike)) else None
     # from here on the kinship file's text is parsed by worker processes
     bar = None
@@ -576,10 +670,14 @@ def gwas(
                 const, u, nulls, ones_rot = _constants(d, u, pat.design.x, pat.y.y, opts, nulls_compiled)
                 _null_report(nulls_meta, label, pat, nulls, d, ones_rot)
                 runs = contiguous_runs(idx, block_size)
+                if store is not None:
+                    store.scope = f"{'+'.join(pat.traits)}.{label}."
                 if client is not None:
                     blocks = _run_dask(client, source, pat.rows, runs, u, const, opts, block_size, bar, units)
                 else:
-                    blocks = _run_local(source, pat.rows, runs, u, const, opts, block_size, block_compiled, bar, units)
+                    blocks = _run_local(
+                        source, pat.rows, runs, u, const, opts, block_size, block_compiled, bar, units, store
+                    )
                 _refit_group(source, pat, runs, blocks, kin_fn, (u, const), opts, nulls_compiled)
                 del u, const
                 mean_d = float(np.mean(d))
@@ -611,6 +709,7 @@ def gwas(
         null_models=nulls_meta,
         rotation_dtype=opts.rotation_dtype,
         n_refitted_float64=refitted,
+        n_blocks_resumed=store.loaded if store is not None else 0,
         status_counts={t: _counts(part["status"]) for t, part in by_trait.items()},
         lambda_gc={t: genomic_inflation(part["stat"].where(part["status"] == "ok")) for t, part in by_trait.items()},
         lambda_gc_n={t: int((part["status"] == "ok").sum()) for t, part in by_trait.items()},

@@ -225,3 +225,66 @@ def test_loco_with_one_chromosome_says_so(data):
     y, g, _, _ = data
     with pytest.raises(InputError, match="at least two chromosomes"):
         _scan(y, g, None, loco=True)
+
+
+# ------------------------------------------------------------- files -----------------------
+
+
+@pytest.fixture(scope="module")
+def plink(tmp_path_factory):
+    from mm4lmm_jax.datasets.simulate import simulate_plink
+
+    return simulate_plink(tmp_path_factory.mktemp("plink"), n=200, m=300, n_chrom=3, seed=5)
+
+
+def _copy_plink(plink, folder):
+    import shutil
+
+    for ext in (".bed", ".bim", ".fam"):
+        shutil.copy(plink.prefix + ext, folder / f"g{ext}")
+    return str(folder / "g")
+
+
+def test_bad_table_files_name_the_line(plink, tmp_path):
+    text = open(plink.pheno).read().splitlines()
+    extra = tmp_path / "extra.tsv"
+    extra.write_text("\n".join([text[0] + "\tweight", *text[1:]]) + "\n")
+    with pytest.raises(InputError, match="line 2 has 4 fields, the header 5 .the header has a name too many"):
+        mj.gwas(str(extra), plink.prefix, kinship=plink.kinship, progress=False)
+    short = tmp_path / "short.tsv"
+    rows = text[:]
+    rows[7] = "\t".join(rows[7].split("\t")[:3])
+    short.write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputError, match="line 8 has 3 fields, the header 4"):
+        mj.gwas(str(short), plink.prefix, kinship=plink.kinship, progress=False)
+
+
+def test_gzip_kinship_without_gz_name_is_read(plink, tmp_path):
+    import gzip
+
+    hidden = tmp_path / "kinship.txt"
+    hidden.write_bytes(gzip.compress(open(plink.kinship, "rb").read()))
+    a = mj.gwas(plink.pheno, plink.prefix, kinship=str(hidden), pheno_names=["trait1"], progress=False)
+    b = mj.gwas(plink.pheno, plink.prefix, kinship=plink.kinship, pheno_names=["trait1"], progress=False)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_bad_plink_files_blame_the_right_file(plink, tmp_path):
+    prefix = _copy_plink(plink, tmp_path)
+    fam = open(prefix + ".fam").read().splitlines()
+    open(prefix + ".fam", "w").write("\n".join([*fam[:-2], fam[0], fam[-1]]) + "\n")
+    with pytest.raises(InputError, match=r"g.fam: individual FID=.* appears 2 times"):
+        mj.gwas(plink.pheno, prefix, kinship=plink.kinship, progress=False)
+    open(prefix + ".fam", "w").write("\n".join(fam[:-1]) + "\n")  # 199 lines: the .bed size still fits
+    with pytest.raises(
+        InputError, match=r"expected \(199, 199\) for the 199 individuals of the genotype file \(.fam\)"
+    ):
+        mj.gwas(plink.pheno, prefix, kinship=plink.kinship, progress=False)
+    open(prefix + ".fam", "w").write("\n".join(fam) + "\n")
+    bim = open(prefix + ".bim").read().splitlines()
+    parts = bim[4].split("\t")
+    parts[3] = "12kb"
+    bim[4] = "\t".join(parts)
+    open(prefix + ".bim", "w").write("\n".join(bim) + "\n")
+    with pytest.raises(InputError, match="line 5: position '12kb' is not a number"):
+        mj.gwas(plink.pheno, prefix, kinship=plink.kinship, progress=False)

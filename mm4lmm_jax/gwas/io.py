@@ -102,6 +102,18 @@ def open_plink(prefix: str | os.PathLike) -> GenotypeSource:
         raise InputError(f"{fam}: expected at least 2 columns (FID IID ...), got {fam_df.shape[1]}")
     if bim_df.shape[1] != 6:
         raise InputError(f"{bim}: expected 6 columns (chr snp cM pos a1 a2), got {bim_df.shape[1]}")
+    dup = fam_df.duplicated([0, 1])
+    if dup.any():
+        first = fam_df[dup].iloc[0]
+        times = int(((fam_df[0] == first[0]) & (fam_df[1] == first[1])).sum())
+        raise InputError(
+            f"{fam}: individual FID={first[0]!r} IID={first[1]!r} appears {times} times "
+            "(PLINK requires unique FID/IID pairs)"
+        )
+    pos = pd.to_numeric(bim_df[3], errors="coerce")
+    if pos.isna().any():
+        line = int(np.flatnonzero(pos.isna().to_numpy())[0])
+        raise InputError(f"{bim}: line {line + 1}: position {bim_df[3].iloc[line]!r} is not a number (4th column)")
     n, m = len(fam_df), len(bim_df)
     expected = 3 + ((n + 3) // 4) * m
     with open(bed, "rb") as fh:
@@ -116,7 +128,7 @@ def open_plink(prefix: str | os.PathLike) -> GenotypeSource:
         {
             "chr": bim_df[0].to_numpy(),
             "snp": bim_df[1].to_numpy(),
-            "pos": pd.to_numeric(bim_df[3], errors="coerce").astype("Int64").to_numpy(),
+            "pos": pos.astype("Int64").to_numpy(),
             "a1": bim_df[4].to_numpy(),
             "a2": bim_df[5].to_numpy(),
         }
@@ -147,6 +159,7 @@ def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
     """A tab/space-separated table with a header whose first two columns are FID and IID;
     ``NA``, ``-9`` and empty cells are missing.  Returns a frame indexed by (FID, IID)."""
     p = _need(path, what)
+    _check_fields(p, what)
     try:
         df = pd.read_csv(p, sep=r"\s+", dtype={0: str, 1: str}, na_values=["NA", "-9", "nan", "NaN", "."])
     except Exception as err:
@@ -167,6 +180,30 @@ def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
     if bad:
         raise InputError(f"{what} file {p}: column(s) {bad} are not numeric")
     return df.astype(float)
+
+
+def _check_fields(path: Path, what: str) -> None:
+    """Every line of a table has as many fields as its header: a header with a name too many,
+    or a short or long row, is an error naming the line (pandas would read a short row as
+    missing values, or shift the columns)."""
+    import gzip
+
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rt") as fh:
+        header = fh.readline().split()
+        for number, line in enumerate(fh, start=2):
+            fields = line.split()
+            if fields and len(fields) != len(header):
+                hint = " (the header has a name too many?)" if len(fields) == len(header) - 1 and number == 2 else ""
+                raise InputError(
+                    f"{what} file {path}: line {number} has {len(fields)} fields, the header {len(header)}{hint}"
+                )
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether a file is gzip-compressed (by its first two bytes, whatever its name)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
 
 
 class KinshipRead:
@@ -203,7 +240,9 @@ class KinshipRead:
                 raise self._error(err) from err
             if k.shape != (self.n, self.n):
                 raise InputError(
-                    f"kinship file {self.path}: shape {k.shape}, expected ({self.n}, {self.n}) (rows in .fam order)"
+                    f"kinship file {self.path}: shape {k.shape}, expected ({self.n}, {self.n}) for the {self.n} "
+                    "individuals of the genotype file (.fam), rows in .fam order: check that the kinship and "
+                    "the .fam list the same individuals (a .fam with a line too many or too few?)"
                 )
             self._value = checked_symmetric(np.asarray(k, dtype=np.float64), f"kinship file {self.path}")
         return self._value

@@ -36,7 +36,7 @@ def parse_rows(path: str, start: int = 0, stop: int | None = None) -> np.ndarray
     number, raises numpy's ``ValueError`` (which names the row and column)."""
     import io
 
-    if str(path).endswith(".gz"):
+    if gzipped(str(path)):
         import gzip
 
         with gzip.open(path, "rb") as fh:
@@ -48,6 +48,12 @@ def parse_rows(path: str, start: int = 0, stop: int | None = None) -> np.ndarray
     if not text.strip():
         return np.empty((0, 0))
     return np.loadtxt(io.BytesIO(text), dtype=np.float64, ndmin=2, comments=None)
+
+
+def gzipped(path: str) -> bool:
+    """Whether a file is gzip-compressed, by its magic bytes (a ``.gz`` name or not)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
 
 
 def line_starts(path: str, parts: int) -> list[int]:
@@ -72,7 +78,7 @@ def _default_parts(size: int) -> int:
 def _array_bytes(path: str, size: int) -> int:
     """About the bytes of the parsed matrix: lines (from the first line's length; a ``.gz``
     matrix is taken as square) x numbers per line x 8."""
-    if path.endswith(".gz"):
+    if gzipped(path):
         import gzip
 
         with gzip.open(path, "rb") as fh:
@@ -121,7 +127,7 @@ class TextMatrixRead:
     def __init__(self, path: str | os.PathLike, parts: int | None = None):
         self.path = os.fspath(path)
         size = os.path.getsize(self.path)
-        gz = self.path.endswith(".gz")
+        gz = gzipped(self.path)
         if parts is None:
             parts = 0 if size < IN_PROCESS_BYTES else (1 if gz else _default_parts(size))
         self._value: np.ndarray | None = None

@@ -147,3 +147,25 @@ def test_non_finite_fit_raises_named_error():
         warnings.simplefilter("ignore")
         with pytest.raises(mj.NumericalError, match="non-finite"):
             fit(var_list={"A": sing, "B": sing, "C": sing})
+
+
+def test_constant_cofactor_is_dropped_with_a_warning_and_constant_y_is_an_error():
+    import warnings as _w
+
+    from mm4lmm_jax.errors import RankDeficiencyWarning
+
+    rng = np.random.default_rng(0)
+    n = 40
+    k = np.corrcoef(rng.normal(size=(n, 60)))
+    y = rng.normal(size=n)
+    cof = pd.DataFrame({"age": rng.normal(size=n), "site": np.full(n, 3.0)})
+    with pytest.warns(RankDeficiencyWarning, match=r"\['site'\] are constant"):
+        res = mj.mmest(y, cofactor=cof, var_list={"K": k, "E": np.eye(n)}, verbose=False)
+    assert "site" not in res[0].beta.index
+    with _w.catch_warnings():
+        _w.simplefilter("error", RankDeficiencyWarning)
+        mj.mmest(y, cofactor=cof[["age"]], var_list={"K": k, "E": np.eye(n)}, verbose=False)
+    y2 = np.full(n, 2.0)
+    y2[3] = np.nan
+    with pytest.raises(ValueError, match="y is constant"):
+        mj.mmest(y2, var_list={"K": k, "E": np.eye(n)}, verbose=False)

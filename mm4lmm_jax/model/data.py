@@ -49,6 +49,11 @@ def as_response(y) -> tuple[np.ndarray, list[str] | None]:
         raise ValueError(f"y needs at least 2 observations, got {arr.size}")
     if np.isinf(arr).any():
         raise ValueError("y contains infinite values")
+    seen = arr[~np.isnan(arr)]
+    if seen.size and np.all(seen == seen[0]):
+        raise ValueError(
+            f"y is constant (all {seen.size} observed values equal {seen[0]:g}): there is no variance to decompose"
+        )
     return arr, names
 
 

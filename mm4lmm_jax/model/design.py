@@ -201,6 +201,14 @@ def null_design(spec: CofactorSpec, x_terms: Sequence[str] = ()) -> Design:
             f"the fixed-effect design ({d.matrix.shape[0]}x{d.matrix.shape[1] + len(d.dropped)}) "
             f"is rank-deficient: column(s) {bad} are linear combinations of the others; remove them"
         )
+    constant = [nm for nm in d.dropped if nm != "(Intercept)" and _is_constant(spec.frame, nm)]
+    if constant:
+        warnings.warn(
+            f"cofactor column(s) {constant} are constant, hence aliased with the intercept, and were dropped "
+            "(as MM4LMM does)",
+            RankDeficiencyWarning,
+            stacklevel=4,
+        )
     return d
 
 

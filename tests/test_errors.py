@@ -169,3 +169,55 @@ def test_constant_cofactor_is_dropped_with_a_warning_and_constant_y_is_an_error(
     y2[3] = np.nan
     with pytest.raises(ValueError, match="y is constant"):
         mj.mmest(y2, var_list={"K": k, "E": np.eye(n)}, verbose=False)
+
+
+def _oats_like():
+    rng = np.random.default_rng(0)
+    b = np.repeat(np.arange(6), 12)
+    frame = pd.DataFrame(
+        {"V": np.tile(np.repeat(["GR", "MR", "Vi"], 4), 6), "N": np.tile(["n0", "n1", "n2", "n3"], 18)}
+    )
+    y = rng.normal(size=72) + frame.N.map({"n0": 0.0, "n1": 0.5, "n2": 1.0, "n3": 1.3}).to_numpy()
+    z = np.zeros((72, 6))
+    z[np.arange(72), b] = 1.0
+    return y, frame, z
+
+
+def test_formula_terms_follow_the_design_whatever_the_written_order():
+    """anova_test rows follow the design's terms (R's order: by degree), whatever order the
+    user writes them in; '*' expands; interaction columns in R's model.matrix order (first
+    variable of the formula varying fastest) and names."""
+    y, frame, z = _oats_like()
+    kw = dict(var_list={"B": np.eye(6), "E": np.eye(72)}, z_list={"B": z, "E": np.eye(72)}, verbose=False)
+    tables = {}
+    for f in ["~ N + V + N:V", "~ N:V + N + V", "~ N*V"]:
+        res = mj.mmest(y, cofactor=frame, formula=f, **kw)
+        tables[f] = (mj.anova_test(res, type="TypeI")[0], mj.anova_test(res)[0], res)
+    ref1, ref3, ref = tables["~ N + V + N:V"]
+    assert list(ref3.index) == ["(Intercept)", "N", "V", "N:V"] and list(ref3.df) == [1, 3, 2, 6]
+    for f, (t1, t3, _) in tables.items():
+        assert list(t3.index) == list(ref3.index), f
+        pd.testing.assert_frame_equal(t3, ref3, rtol=1e-6)
+        pd.testing.assert_frame_equal(t1, ref1, rtol=1e-6)
+    names = list(ref[0].beta.index)
+    assert names[6:9] == ["Nn1:VMR", "Nn2:VMR", "Nn3:VMR"]  # N first in the formula: N varies fastest
+    swapped = mj.mmest(y, cofactor=frame, formula="~ V + N + N:V", **kw)
+    assert list(swapped[0].beta.index)[6:9] == ["VMR:Nn1", "VVi:Nn1", "VMR:Nn2"]  # as R's model.matrix
+    t3 = mj.anova_test(swapped)[0]
+    assert list(t3.index) == ["(Intercept)", "V", "N", "N:V"] and list(t3.df) == [1, 2, 3, 6]
+    np.testing.assert_allclose(t3.loc["N:V"].iloc[0], ref3.loc["N:V"].iloc[0], rtol=1e-6)
+
+
+def test_sparse_z_is_accepted_and_ordered_factors_warn():
+    from scipy import sparse
+
+    y, frame, z = _oats_like()
+    dense = mj.mmest(y, cofactor=frame[["N"]], var_list={"B": np.eye(6), "E": np.eye(72)},
+                     z_list={"B": z, "E": np.eye(72)}, verbose=False)  # fmt: skip
+    sp = mj.mmest(y, cofactor=frame[["N"]], var_list={"B": np.eye(6), "E": np.eye(72)},
+                  z_list={"B": sparse.csr_matrix(z), "E": sparse.identity(72)}, verbose=False)  # fmt: skip
+    np.testing.assert_allclose(sp[0].sigma2, dense[0].sigma2, rtol=1e-10)
+    ordered = frame.assign(N=pd.Categorical(frame.N, ordered=True))
+    with pytest.warns(UserWarning, match="polynomial contrasts"):
+        mj.mmest(y, cofactor=ordered[["N"]], formula="~ N", var_list={"B": np.eye(6), "E": np.eye(72)},
+                 z_list={"B": z, "E": np.eye(72)}, verbose=False)  # fmt: skip

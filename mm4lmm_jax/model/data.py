@@ -69,9 +69,12 @@ def named_list(obj, arg: str, prefix: str = "Var") -> tuple[list[str], list]:
 
 
 def as_matrix(a, arg: str) -> np.ndarray:
-    """A finite float matrix (2-D)."""
+    """A finite float matrix (2-D); a ``scipy.sparse`` matrix or array is made dense (the
+    structures the fits use are built from it once)."""
     if isinstance(a, pd.DataFrame):
         a = a.to_numpy()
+    elif hasattr(a, "toarray") and type(a).__module__.startswith("scipy.sparse"):
+        a = a.toarray()
     try:
         m = np.asarray(a, dtype=float)
     except (TypeError, ValueError) as exc:

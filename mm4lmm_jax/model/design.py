@@ -70,23 +70,70 @@ def _clean_name(name: str) -> str:
     return re.sub(r"[^\w]|_", "", str(name)) or "V"
 
 
+def _parse_part(part: str) -> tuple[str, str]:
+    """formulaic ``Trial[T.Trial2]`` / ``N[n0]`` / ``x`` -> (variable, R's label ``TrialTrial2``,
+    ``Nn0``, ``x``)."""
+    m = re.fullmatch(r"(.+?)\[(?:T\.)?(.*)\]", part)
+    return (m.group(1), m.group(1) + m.group(2)) if m else (part, part)
+
+
 def _r_column_name(col: str, var_order: dict[str, int]) -> str:
     """formulaic ``Trial[T.Trial2]:x`` -> R ``TrialTrial2:x`` (variables in formula order)."""
     if col == "Intercept":
         return "(Intercept)"
-    parts = col.split(":")
-    renamed = []
-    for part in parts:
-        m = re.fullmatch(r"(.+?)\[T\.(.*)\]", part)
-        var, label = (m.group(1), m.group(1) + m.group(2)) if m else (part, part)
-        renamed.append((var_order.get(var, len(var_order)), label))
-    renamed.sort(key=lambda t: t[0])
-    return ":".join(label for _, label in renamed)
+    parts = sorted((_parse_part(p) for p in col.split(":")), key=lambda t: var_order.get(t[0], len(var_order)))
+    return ":".join(label for _, label in parts)
+
+
+def _variable_order(formula: str) -> dict[str, int]:
+    """Each variable's rank of first appearance in the formula's right-hand side (R orders
+    the variables of an interaction, in its label and its columns, this way)."""
+    import formulaic
+
+    rhs = formula.split("~", 1)[-1]
+    found = {}
+    for term in formulaic.Formula("~ " + rhs if rhs.strip() else "~ 1"):
+        for factor in term.factors:
+            name = str(factor)
+            hit = re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w.])", rhs)
+            found.setdefault(name, hit.start() if hit else len(rhs))
+    return {name: rank for rank, name in enumerate(sorted(found, key=found.get))}
+
+
+def _term_labeller(formula: str):
+    """A function giving a formulaic term its label: as the user wrote it where the formula
+    names that term explicitly (``Xeffect:Trial``, as MM4LMM reports it), else R's label
+    (variables in order of first appearance: ``N*V`` gives ``N:V``)."""
+    var_order = _variable_order(formula)
+    rhs = formula.split("~", 1)[-1]
+    written = {}
+    for piece in rhs.split("+"):
+        piece = piece.strip()
+        if piece and re.fullmatch(r"[\w.]+(\s*:\s*[\w.]+)*", piece):
+            written.setdefault(frozenset(v.strip() for v in piece.split(":")), re.sub(r"\s+", "", piece))
+
+    def label(term) -> str:
+        names = [str(f) for f in term.factors]
+        return written.get(frozenset(names)) or ":".join(sorted(names, key=lambda v: var_order.get(v, len(var_order))))
+
+    return label
 
 
 def _split_terms(formula: str) -> list[str]:
+    """R's term labels of a formula's right-hand side, expanded (``N*V`` -> ``N``, ``V``,
+    ``N:V``; ``a/b`` -> ``a``, ``a:b``; ``-`` removes), in R's order (by degree, then as
+    written), variables of an interaction in order of first appearance; ``"0"`` first when
+    the intercept is removed."""
+    import formulaic
+
     rhs = formula.split("~", 1)[-1]
-    return [t.strip() for t in rhs.split("+") if t.strip()]
+    try:
+        terms = list(formulaic.Formula("~ " + rhs))
+    except Exception as exc:  # formulaic raises many types; name the formula
+        raise ValueError(f"could not parse formula {formula!r}: {exc}") from None
+    label = _term_labeller(formula)
+    labels = [label(t) for t in terms if str(t) != "1"]
+    return labels if any(str(t) == "1" for t in terms) else ["0", *labels]
 
 
 def aliased_columns(mat: np.ndarray, tol: float = ALIAS_TOL) -> np.ndarray:
@@ -107,30 +154,60 @@ def aliased_columns(mat: np.ndarray, tol: float = ALIAS_TOL) -> np.ndarray:
     return drop
 
 
-def _model_matrix(frame: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+def _model_matrix(frame: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """The design of ``formula`` as R's ``model.matrix`` lays it out: matrix, column names,
+    each column's term (0 = intercept) and the term labels.  Terms in R's order, each
+    interaction's variables in order of first appearance and its columns with the first
+    variable varying fastest."""
     import formulaic
 
+    _warn_ordered(frame, formula)
     try:
         mm = formulaic.model_matrix(formula, frame, na_action="raise")
     except Exception as exc:  # formulaic raises many types; name the formula
         raise ValueError(f"could not build the design for formula {formula!r}: {exc}") from None
-    var_order = {}
-    for term in _split_terms(formula):
-        for var in term.split(":"):
-            var_order.setdefault(var.strip(), len(var_order))
-    names = [_r_column_name(c, var_order) for c in mm.columns]
-    attr = np.zeros(len(names), dtype=int)
-    for t_idx, struct in enumerate(mm.model_spec.structure):
-        for c in struct.columns:
-            attr[list(mm.columns).index(c)] = t_idx if str(struct.term) != "1" else 0
-    has_intercept = any(str(s.term) == "1" for s in mm.model_spec.structure)
-    if not has_intercept:
-        attr = attr + 1
-    return np.asarray(mm, dtype=float), names, attr
+    var_order = _variable_order(formula)
+    label = _term_labeller(formula)
+    columns = list(mm.columns)
+    order: list[int] = []
+    attr: list[int] = []
+    labels: list[str] = []
+    for struct in mm.model_spec.structure:
+        idx = [columns.index(c) for c in struct.columns]
+        if str(struct.term) == "1":
+            order += idx
+            attr += [0] * len(idx)
+            continue
+        labels.append(label(struct.term))
+        parts = [dict(_parse_part(p) for p in columns[i].split(":")) for i in idx]
+        variables = sorted(parts[0], key=lambda v: var_order.get(v, len(var_order))) if parts else []
+        levels = {v: list(dict.fromkeys(pp[v] for pp in parts)) for v in variables}
+        keys = [tuple(levels[v].index(pp[v]) for v in reversed(variables)) for pp in parts]
+        order += [i for _, i in sorted(zip(keys, idx))]
+        attr += [len(labels)] * len(idx)
+    names = [_r_column_name(columns[i], var_order) for i in order]
+    attr_arr = np.asarray(attr, dtype=int)
+    return np.asarray(mm, dtype=float)[:, order], names, attr_arr, labels
 
 
-def _design(frame: pd.DataFrame, formula: str, factors: list[str]) -> Design:
-    mat, names, attr = _model_matrix(frame, formula)
+def _warn_ordered(frame: pd.DataFrame, formula: str) -> None:
+    """Ordered factors are coded like unordered ones (treatment contrasts); R would use
+    polynomial contrasts: the tests of the term are the same, the coefficients differ."""
+    ordered = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype) and frame[c].cat.ordered]
+    used = [c for c in ordered if re.search(r"(?<![\w.])" + re.escape(str(c)) + r"(?![\w.])", formula)]
+    if used:
+        warnings.warn(
+            f"ordered factor(s) {used} are coded with treatment contrasts, as unordered factors (R uses "
+            "polynomial contrasts): the tests of their terms are the same as R's, their coefficients are not",
+            UserWarning,
+            stacklevel=5,
+        )
+
+
+def _design(frame: pd.DataFrame, formula: str, factors: list[str] | None = None) -> Design:
+    """The design of ``formula`` (aliased columns dropped as R's ``qr`` pivots them); its
+    ``factors`` are the design's own term labels (``factors`` is ignored: kept for callers)."""
+    mat, names, attr, labels = _model_matrix(frame, formula)
     if not np.isfinite(mat).all():
         raise ValueError("the fixed-effect design contains NaN or infinite values")
     drop = aliased_columns(mat)
@@ -138,7 +215,7 @@ def _design(frame: pd.DataFrame, formula: str, factors: list[str]) -> Design:
         mat[:, ~drop],
         [nm for nm, d in zip(names, drop) if not d],
         attr[~drop],
-        factors,
+        labels,
         [nm for nm, d in zip(names, drop) if d],
     )
 
@@ -266,38 +343,42 @@ def marker_designs(x, spec: CofactorSpec, n: int) -> MarkerDesigns:
     return MarkerDesigns(names=names, designs=designs)
 
 
+def _relabelled(d: Design, labels: list[str]) -> Design:
+    """``d`` with its terms numbered as in ``labels`` (the full model's term labels)."""
+    attr = np.array([0 if a == 0 else labels.index(d.factors[a - 1]) + 1 for a in d.attr], dtype=int)
+    return Design(d.matrix, d.names, attr, labels, d.dropped)
+
+
 def _appended(values: np.ndarray, names: list[str], spec: CofactorSpec, terms: list[str]) -> MarkerDesigns:
-    base = null_design(spec, (XNAME,))
-    base = Design(base.matrix, base.names, base.attr, terms, base.dropped)
+    # R's term order of the full model (by degree, then as written): the null design's terms
+    # are renumbered into it
+    full_order = _split_terms("~ " + " + ".join(terms))
+    labels = [t for t in full_order if t != "0"]
+    base = _relabelled(null_design(spec, (XNAME,)), labels)
     q, _ = np.linalg.qr(base.matrix)
     resid = values - q @ (q.T @ values)
     alias = np.linalg.norm(resid, axis=0) <= ALIAS_TOL * np.linalg.norm(values, axis=0)
     for j in np.where(alias)[0]:
         _warn_dropped(names[j], [XNAME])
     extra = values.T[:, :, None].copy()
+    x_attr = labels.index(XNAME) + 1
     if alias.any():
-        return _per_model_from_appended(base, extra, names, alias, terms)
-    return MarkerDesigns(
-        names=names,
-        base=base,
-        extra=extra,
-        extra_names=[XNAME],
-        extra_attr=np.array([terms.index(XNAME) + 1]),
-    )
+        return _per_model_from_appended(base, extra, names, alias, x_attr)
+    return MarkerDesigns(names=names, base=base, extra=extra, extra_names=[XNAME], extra_attr=np.array([x_attr]))
 
 
-def _per_model_from_appended(base, extra, names, alias, terms) -> MarkerDesigns:
+def _per_model_from_appended(base: Design, extra, names, alias, x_attr: int) -> MarkerDesigns:
     designs = []
     for j in range(len(names)):
         if alias[j]:
-            designs.append(Design(base.matrix, base.names, base.attr, terms, [XNAME]))
+            designs.append(Design(base.matrix, base.names, base.attr, base.factors, [XNAME]))
         else:
             designs.append(
                 Design(
                     np.column_stack([base.matrix, extra[j]]),
                     [*base.names, XNAME],
-                    np.append(base.attr, terms.index(XNAME) + 1),
-                    terms,
+                    np.append(base.attr, x_attr),
+                    base.factors,
                 )
             )
     return MarkerDesigns(names=names, designs=designs)

@@ -25,3 +25,7 @@ class KinshipWarning(UserWarning):
 
 class InputWarning(UserWarning):
     """An input is unusual but usable (e.g. genotypes outside [0, 2]); the message says what was done."""
+
+
+class BoundaryWarning(UserWarning):
+    """A variance component is estimated at the boundary (zero): its standard error is not valid there."""

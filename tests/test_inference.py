@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from fixture_cases import fit_case, load_case
 
@@ -439,3 +440,49 @@ def test_kenward_roger_henderson_scan_with_interactions():
     wald = mj.anova_test(res, type="TypeIII")
     np.testing.assert_allclose(full.column("F").to_numpy(), wald.column("Wald (Type III)").to_numpy(), rtol=0.05)
     assert (full.column("ddf").to_numpy() < res.n_obs - 4).all()
+
+
+def _boundary_fit(henderson):
+    """A split-plot design (6 blocks, B:V plots, B:N cells, as MASS::oats) whose B:N variance
+    goes to zero (ReML)."""
+    b = np.repeat(np.arange(6), 12)
+    v = np.tile(np.repeat(np.arange(3), 4), 6)
+    nn = np.tile(np.arange(4), 18)
+    frame = pd.DataFrame({"V": v.astype(str), "N": nn.astype(str)})
+
+    def incidence(codes):
+        _, inv = np.unique(codes, return_inverse=True)
+        z = np.zeros((codes.size, inv.max() + 1))
+        z[np.arange(codes.size), inv] = 1.0
+        return z
+
+    rng = np.random.default_rng(10)
+    y = 3 * rng.normal(size=6)[b] + 2 * rng.normal(size=18)[b * 3 + v] + rng.normal(size=72) + 0.5 * nn
+    zs = {"B": incidence(b), "BV": incidence(b * 10 + v), "BN": incidence(b * 10 + nn), "E": np.eye(72)}
+    vs = {k: np.eye(z.shape[1]) for k, z in zs.items()}
+    return mj.mmest(y, cofactor=frame, formula="~ V + N", var_list=vs, z_list=zs, henderson=henderson,
+                 max_iter=5000, crit_var=1e-10, crit_loglik=1e-12, verbose=False)  # fmt: skip
+
+
+def test_information_and_kr_at_the_boundary_match_the_dense_form():
+    """With sigma2(B:N) -> 0 (ratio ~1e-14) the Henderson form's information cancels terms of
+    order 1e28; those models are computed in the dense form: expected and average information
+    and Kenward-Roger (ddf 15 for N, as pbkrtest and lmerTest give on MASS::oats) agree with
+    the dense fit to 1e-6, and the boundary is reported by summary() and mmvcov."""
+    from mm4lmm_jax.errors import BoundaryWarning
+
+    hend, dense = _boundary_fit(None), _boundary_fit(False)
+    assert hend.path == "henderson" and dense.path == "dense"
+    assert hend[0].sigma2["BN"] < 1e-10 * hend[0].sigma2["E"]
+    for info in ("expected", "ai"):
+        with pytest.warns(BoundaryWarning, match=r"\['BN'\]"):
+            a = mj.mmvcov(hend, information=info)
+        with pytest.warns(BoundaryWarning):
+            b = mj.mmvcov(dense, information=info)
+        np.testing.assert_allclose(a.information_matrix, b.information_matrix, rtol=1e-6)
+        assert a.boundary == ("BN",)
+    kr_h, kr_d = mj.anova_test(hend, type="KR")[0], mj.anova_test(dense, type="KR")[0]
+    np.testing.assert_allclose(kr_h.to_numpy(), kr_d.to_numpy(), rtol=1e-6)
+    assert kr_h.loc["N", "ddf"] == pytest.approx(15.0, abs=1e-3)
+    text = str(hend[0].summary())
+    assert "['BN'] at the boundary" in text

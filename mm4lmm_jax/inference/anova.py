@@ -17,7 +17,7 @@ from ..core.kenward_roger import kr_ingredients, kr_test
 from ..model.results import MMEstResult
 from .checks import check_same_data, require_fit
 from .hypotheses import as_contrasts, selection_matrix, term_columns, term_labels
-from .structures import design_chunks, layout_groups, run_batched, structure_of
+from .structures import design_chunks, layout_groups, run_batched, structures_for
 from .wald import chi2_sf_array
 
 _TYPES = {"typei": "TypeI", "type1": "TypeI", "i": "TypeI", "typeiii": "TypeIII", "type3": "TypeIII"}
@@ -117,18 +117,20 @@ def _kr_tests(beta, ing, lmat):
 
 def _kr(fit: MMEstResult, index: np.ndarray, lmats: list[np.ndarray], chunk: int) -> np.ndarray:
     """KR tables (len(index), len(lmats), 4) for models sharing one layout."""
-    struct = structure_of(fit)
     out = np.full((len(fit), len(lmats), len(KR_COLUMNS)), np.nan)  # by model index
     p = len(fit.coef_names[int(index[0])])
-    for ch in design_chunks(fit, index, chunk):
-        sigma2 = jnp.asarray(fit.sigma2_array[ch.index])
-        beta = jnp.asarray(fit.beta_array[ch.index, :p])
-        ing = run_batched(_kr_ingredients_one, struct.kind, struct.shared, jnp.asarray(ch.x), sigma2)
-        valid = ch.index[: ch.n_valid]
-        for t, lmat in enumerate(lmats):
-            res = _kr_tests(beta, ing, jnp.asarray(lmat))
-            table = np.stack([np.asarray(res.f), np.asarray(res.ndf), np.asarray(res.ddf), np.asarray(res.pval)], -1)
-            out[valid, t] = table[: ch.n_valid]
+    for struct, group in structures_for(fit, index):
+        for ch in design_chunks(fit, group, chunk):
+            sigma2 = jnp.asarray(fit.sigma2_array[ch.index])
+            beta = jnp.asarray(fit.beta_array[ch.index, :p])
+            ing = run_batched(_kr_ingredients_one, struct.kind, struct.shared, jnp.asarray(ch.x), sigma2)
+            valid = ch.index[: ch.n_valid]
+            for t, lmat in enumerate(lmats):
+                res = _kr_tests(beta, ing, jnp.asarray(lmat))
+                table = np.stack(
+                    [np.asarray(res.f), np.asarray(res.ndf), np.asarray(res.ddf), np.asarray(res.pval)], -1
+                )
+                out[valid, t] = table[: ch.n_valid]
     return out[index]
 
 

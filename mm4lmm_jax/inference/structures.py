@@ -56,6 +56,60 @@ def structure_of(fit: MMEstResult) -> Structure:
     return Structure("dense", (y, covs), n)
 
 
+#: A variance component whose ratio to the error variance is below this is at the boundary
+#: for inference: the Henderson form's information and Kenward-Roger ingredients are built
+#: from terms of order ``1 / ratio^2`` that cancel, so such models are computed in the dense
+#: form instead (the same numbers wherever both are accurate; see ``tests/test_inference.py``).
+BOUNDARY_RATIO = 1e-3
+
+
+def boundary_models(fit: MMEstResult, ratio: float | None = None) -> np.ndarray:
+    """(m,) whether some variance component of each model (other than the last, the error)
+    is below ``ratio`` (default :data:`BOUNDARY_RATIO`) times the error variance."""
+    ratio = BOUNDARY_RATIO if ratio is None else ratio
+    s2 = np.asarray(fit.sigma2_array, dtype=float)
+    if s2.shape[1] < 2:
+        return np.zeros(s2.shape[0], bool)
+    error = np.maximum(s2[:, -1:], np.finfo(float).tiny)
+    return np.any(s2[:, :-1] < ratio * error, axis=1)
+
+
+#: A variance component below this fraction of the total variance is reported as at the
+#: boundary of the parameter space (``summary()``, ``mmvcov``): its estimate is zero to the
+#: fit's precision, and the normal approximation behind its standard error does not hold there.
+AT_ZERO = 1e-6
+
+
+def components_at_zero(sigma2) -> list[int]:
+    """Positions of the components of one model at the boundary (:data:`AT_ZERO`)."""
+    s2 = np.asarray(sigma2, dtype=float)
+    total = float(np.sum(np.abs(s2)))
+    return [k for k, v in enumerate(s2) if v <= AT_ZERO * total]
+
+
+def dense_structure(fit: MMEstResult) -> Structure:
+    """The dense form of a fit's covariance structure (``V`` built from its components)."""
+    prob = fit.problem
+    covs = jnp.stack([jnp.asarray(c) for c in prob.components.covariances()])
+    return Structure("dense", (jnp.asarray(prob.y), covs), prob.y.shape[0])
+
+
+def structures_for(fit: MMEstResult, index: np.ndarray) -> list[tuple[Structure, np.ndarray]]:
+    """The structures to compute models ``index`` with: the fit's own, except the dense form
+    for Henderson-form models at the boundary (:data:`BOUNDARY_RATIO`)."""
+    struct = structure_of(fit)
+    index = np.asarray(index)
+    if struct.kind != "henderson":
+        return [(struct, index)]
+    edge = boundary_models(fit)[index]
+    out = []
+    if (~edge).any():
+        out.append((struct, index[~edge]))
+    if edge.any():
+        out.append((dense_structure(fit), index[edge]))
+    return out
+
+
 def quad_for(kind: str, shared: tuple, x):
     """``sigma2 -> (M, log|V|)`` for one model's design ``x`` (n, p) (traceable)."""
     if kind == "rotated":

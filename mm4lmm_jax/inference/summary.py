@@ -21,6 +21,7 @@ class Summary:
     coefficients: pd.DataFrame
     variance: pd.DataFrame
     info: dict
+    notes: tuple = ()
 
     def __str__(self) -> str:
         width = 78
@@ -35,6 +36,7 @@ class Summary:
         lines.append(self.coefficients.to_string(float_format=lambda v: f"{v:.6g}"))
         lines += ["-" * width, "Variance components (SE from the expected information):"]
         lines.append(self.variance.to_string(float_format=lambda v: f"{v:.6g}"))
+        lines += [f"Note: {note}" for note in self.notes]
         lines.append("=" * width)
         return "\n".join(lines)
 
@@ -81,10 +83,21 @@ def summarize(fit: ModelFit) -> Summary:
         "Iterations": fit.n_iter,
         "Converged": fit.converged,
     }
+    from .structures import components_at_zero
+
+    at_zero = [str(fit.sigma2.index[k]) for k in components_at_zero(var)]
+    notes = ()
+    if at_zero:
+        info["Boundary"] = ", ".join(at_zero)
+        notes = (
+            f"variance component(s) {at_zero} at the boundary (estimate ~ 0): the fit is on the edge of the "
+            "parameter space; their SE is not a valid measure of uncertainty there (compare models with "
+            "and without them by a likelihood-ratio test)",
+        )
     title = f"Linear mixed model fit by {method} (mm4lmm_jax)"
     if fit.method == "reml":
         title += "; AIC/BIC from the ReML criterion"
-    return Summary(title, coefs, variance, info)
+    return Summary(title, coefs, variance, info, notes)
 
 
 __all__ = ["Summary", "summarize"]

@@ -3,6 +3,7 @@ from the inverse expected, average or observed information (computed by autodiff
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -10,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.information import average_information, expected_information, observed_information
+from ..errors import BoundaryWarning
 from ..model.results import MMEstResult
 from .checks import check_same_data, require_fit
-from .structures import design_chunks, layout_groups, model_design, run_batched, structure_of
+from .structures import components_at_zero, design_chunks, layout_groups, model_design, run_batched, structures_for
 
 _INFORMATION = {"expected": "expected", "fisher": "expected", "ai": "ai", "average": "ai", "observed": "observed"}
 
@@ -27,9 +29,11 @@ class VcovResult:
     se: pd.Series
     information: str
     information_matrix: pd.DataFrame
+    boundary: tuple = ()
 
     def __repr__(self) -> str:
-        return f"VcovResult(information={self.information!r})\n{self.vcov!r}"
+        edge = f", boundary={list(self.boundary)}" if self.boundary else ""
+        return f"VcovResult(information={self.information!r}{edge})\n{self.vcov!r}"
 
 
 def _expected_reml(quad, p, sigma2):
@@ -55,27 +59,27 @@ def _observed_ml(quad, p, sigma2, n):
 def information_array(fit: MMEstResult, information: str = "expected", models=None, chunk: int = 256) -> np.ndarray:
     """Information matrices (m, K, K) of the variance components for ``models`` (default:
     all), in batched calls; ``information`` is ``"expected"``, ``"ai"`` or ``"observed"``."""
-    struct = structure_of(fit)
     index = np.arange(len(fit)) if models is None else np.asarray(models, dtype=int)
     k = len(fit.component_names)
     out = np.full((len(fit), k, k), np.nan)  # by model index
-    for group in layout_groups(fit):
-        group = group[np.isin(group, index)]
-        if group.size == 0:
+    for layout in layout_groups(fit):
+        layout = layout[np.isin(layout, index)]
+        if layout.size == 0:
             continue
-        for ch in design_chunks(fit, group, chunk):
-            sigma2 = jnp.asarray(fit.sigma2_array[ch.index])
-            x = jnp.asarray(ch.x)
-            if information == "expected":
-                fn = _expected_reml if fit.method == "reml" else _expected_ml
-                res = run_batched(fn, struct.kind, struct.shared, x, sigma2)
-            elif information == "ai":
-                res = run_batched(_average, struct.kind, struct.shared, x, sigma2)
-            else:
-                fn = _observed_reml if fit.method == "reml" else _observed_ml
-                n = jnp.full((len(ch.index),), struct.n)
-                res = run_batched(fn, struct.kind, struct.shared, x, sigma2, n)
-            out[ch.index[: ch.n_valid]] = np.asarray(res)[: ch.n_valid]
+        for struct, group in structures_for(fit, layout):
+            for ch in design_chunks(fit, group, chunk):
+                sigma2 = jnp.asarray(fit.sigma2_array[ch.index])
+                x = jnp.asarray(ch.x)
+                if information == "expected":
+                    fn = _expected_reml if fit.method == "reml" else _expected_ml
+                    res = run_batched(fn, struct.kind, struct.shared, x, sigma2)
+                elif information == "ai":
+                    res = run_batched(_average, struct.kind, struct.shared, x, sigma2)
+                else:
+                    fn = _observed_reml if fit.method == "reml" else _observed_ml
+                    n = jnp.full((len(ch.index),), struct.n)
+                    res = run_batched(fn, struct.kind, struct.shared, x, sigma2, n)
+                out[ch.index[: ch.n_valid]] = np.asarray(res)[: ch.n_valid]
     return out[index]
 
 
@@ -129,7 +133,8 @@ def mmvcov(
     -------
     VcovResult
         ``vcov`` the inverse information (K x K, by component name) and ``se`` its
-        square-root diagonal.
+        square-root diagonal; ``boundary`` the components estimated at zero (a warning says
+        so: their SE is not a valid measure of uncertainty there).
     """
     require_fit(fit, "mmvcov")
     key = str(information).lower()
@@ -150,6 +155,14 @@ def mmvcov(
     else:
         info = information_array(fit, kind, [i])[0]
     names = fit.component_names
+    edge = tuple(names[k] for k in components_at_zero(fit.sigma2_array[i]))
+    if edge:
+        warnings.warn(
+            f"mmvcov: variance component(s) {list(edge)} of model {fit.names[i]!r} are at the boundary (estimate "
+            "~ 0): the inverse information describes the fit as if they were interior",
+            BoundaryWarning,
+            stacklevel=2,
+        )
     try:
         chol = np.linalg.cholesky(info)
     except np.linalg.LinAlgError:
@@ -165,6 +178,7 @@ def mmvcov(
         pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se"),
         kind,
         pd.DataFrame(info, index=names, columns=names),
+        edge,
     )
 
 

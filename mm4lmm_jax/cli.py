@@ -195,8 +195,9 @@ def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught) -> None:
             log.line(
                 f"  null model ({'all markers' if label == 'all' else 'without chromosome ' + label}): "
                 f"sigma2_g = {null['sigma2_g']:.6g}, sigma2_e = {null['sigma2_e']:.6g}, "
-                f"h2 = {null['h2']:.6g} (trace of K as given), pve = {null['pve_gemma']:.6g} (GEMMA's: K centred "
-                f"over the analysed), ReML log-likelihood = {null['loglik']:.6f}"
+                f"h2 = {null['h2']:.6g} (SE {null['h2_se']:.4g}; trace of K as given), pve = {null['pve_gemma']:.6g} "
+                f"(SE {null['pve_gemma_se']:.4g}; GEMMA's: K centred over the analysed), ReML log-likelihood = "
+                f"{null['loglik']:.6f}"
             )
         counts = ", ".join(f"{k}: {v}" for k, v in a["status_counts"][trait].items())
         log.line(

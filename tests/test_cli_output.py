@@ -129,3 +129,27 @@ def test_phenotypes_with_no_individual_in_common_are_each_analysed(plink, tmp_pa
     pheno.to_csv(path, sep="\t", index=False, na_rep="NA")
     res = mj.gwas(str(path), plink.prefix, kinship=plink.kinship, progress=False)  # each on its own individuals
     assert res.attrs["n_analysed"]["trait2"] == int(pheno["trait1"].isna().sum())
+
+
+def test_sigterm_during_the_parallel_kinship_parse_removes_its_files(plink, tmp_path, capsys, monkeypatch):
+    """SIGTERM (timeout, SLURM) while worker processes parse the kinship text: the workers are
+    stopped and the parsed pieces (in /dev/shm or the temporary folder) removed."""
+    from mm4lmm_jax.gwas import text_matrix
+
+    folders = []
+    original = text_matrix._scratch_dir
+
+    def scratch(needed):
+        folders.append(original(needed))
+        return folders[-1]
+
+    def terminated(source):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(text_matrix, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(text_matrix, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(text_matrix, "_scratch_dir", scratch)
+    monkeypatch.setattr(scan_module, "_import_host_libraries", terminated)
+    assert cli.main(_args(plink, tmp_path / "scan")) == 130
+    assert len(folders) == 1 and not Path(folders[0]).exists()
+    capsys.readouterr()

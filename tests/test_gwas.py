@@ -350,8 +350,16 @@ def test_agrees_with_frozen_gemma_output():
     """GEMMA 0.98.5 ``-lmm 1`` (tools/make_gemma_fixture.py) prints 7 significant digits:
     |delta log10 p| < 2e-5, |delta beta| < 2e-5 SE, SE within 2e-6, af to GEMMA's 3 decimals."""
     gemma = pd.read_csv(FIXTURE / "small.gemma.assoc.txt", sep="\t")
-    diff = _compare_with_gemma(_ours_on_fixture(FIXTURE), gemma)
+    ours = _ours_on_fixture(FIXTURE)
+    diff = _compare_with_gemma(ours, gemma)
     assert diff["dlog10p"] < 2e-5 and diff["beta_in_se"] < 2e-5 and diff["se_rel"] < 2e-6 and diff["af"] <= 5e-4 + 1e-12
+    # GEMMA's log of the same run (6 digits): the null model's pve (kinship centred over the
+    # analysed individuals) and its SE (observed curvature in lambda), vg, ve
+    null = ours.attrs["null_models"]["trait1"]["all"]
+    assert null["pve_gemma"] == pytest.approx(0.404293, abs=5e-6)
+    assert null["pve_gemma_se"] == pytest.approx(0.0900937, abs=5e-7)
+    assert null["sigma2_g"] == pytest.approx(1.3179, abs=5e-5) and null["sigma2_e"] == pytest.approx(0.677106, abs=5e-6)
+    assert abs(null["h2"] - null["pve_gemma"]) > 1e-5  # h2 uses the kinship's trace as given
 
 
 @pytest.mark.skipif(shutil.which("gemma") is None, reason="gemma not installed (.ci/run installs it)")

@@ -304,7 +304,7 @@ def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts:
     """Rotated design and (standardised) traits, null fits (REML for the report, ML for the
     LRT), from the kinship's eigendecomposition.  Returns the block constants, the
     eigenvectors (a numpy array when blocks are rotated on the host, else on the device), the
-    null fits and ``U' 1`` (for GEMMA's centred trace)."""
+    null fits, the rotated design (n, c) and traits (n, t)."""
     c_rot, y_rot = np.hsplit(rotate_float64(u, np.column_stack([x, y])), [x.shape[1]])
     nulls = []
     for j in range(y.shape[1]):
@@ -318,7 +318,7 @@ def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts:
         y_rot=jnp.asarray(y_rot.T),
         null_ml=jnp.asarray([float(ml.loglik[0]) if ml is not None else np.nan for _, ml in nulls]),
     )
-    return const, (u if rotate_on_host() else jnp.asarray(u)), nulls, c_rot[:, 0]
+    return const, (u if rotate_on_host() else jnp.asarray(u)), nulls, c_rot, y_rot
 
 
 def _run_local(source, rows, runs, u, const, opts, block_size, program, bar, units, store=None):
@@ -667,8 +667,8 @@ def gwas(
                 if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)
                     bar = _bar(source.m * len(patterns), progress, "gwas")
                 block_compiled, nulls_compiled = programs[(pat.n, len(pat.traits))].get()
-                const, u, nulls, ones_rot = _constants(d, u, pat.design.x, pat.y.y, opts, nulls_compiled)
-                _null_report(nulls_meta, label, pat, nulls, d, ones_rot)
+                const, u, nulls, c_rot, y_rot = _constants(d, u, pat.design.x, pat.y.y, opts, nulls_compiled)
+                _null_report(nulls_meta, label, pat, nulls, d, c_rot, y_rot)
                 runs = contiguous_runs(idx, block_size)
                 if store is not None:
                     store.scope = f"{'+'.join(pat.traits)}.{label}."
@@ -742,7 +742,7 @@ def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: Sc
         u, const = rotation
     else:
         d, u = eigh(kin_fn("float64"), "float64")
-        const, u, _, _ = _constants(np.clip(d, 0.0, None), u, pat.design.x, pat.y.y, opts, nulls_compiled)
+        const, u, *_ = _constants(np.clip(d, 0.0, None), u, pat.design.x, pat.y.y, opts, nulls_compiled)
     again = refit_markers(source.read_markers(pat.rows, idx), u, const, opts)
     done = 0
     for blk, w in zip(blocks, where):
@@ -766,29 +766,47 @@ def _options(lrt, grid_size, tol, max_iter, rotation_dtype) -> ScanOptions:
     return ScanOptions(bool(lrt), int(grid_size), float(tol), int(max_iter), dtype)
 
 
-def _null_report(meta: dict, label: str, pat: _Pattern, nulls, d: np.ndarray, ones_rot: np.ndarray) -> None:
+def _null_report(meta: dict, label: str, pat: _Pattern, nulls, d: np.ndarray, c_rot: np.ndarray, y_rot) -> None:
     """Null models in the user's units: sigma2_g, sigma2_e, h2 (trace of K as given) and
-    GEMMA's pve (K centred over the analysed individuals), the ReML log-likelihood."""
+    GEMMA's pve (K centred over the analysed individuals), each with GEMMA's SE (the
+    observed curvature of the profiled ReML log-likelihood in ``delta``, by the delta
+    method), and the ReML log-likelihood.  ``c_rot`` (n, c) the rotated design (intercept
+    first), ``y_rot`` (n, t) the rotated standardised traits."""
     n = pat.n
     mean_d = float(np.mean(d))
     # tr(H K H) / n with H the centring matrix: (tr K - 1'K1 / n) / n, 1'K1 = sum d (U'1)^2
-    centred = (float(np.sum(d)) - float(np.sum(d * ones_rot**2)) / n) / n
+    centred = (float(np.sum(d)) - float(np.sum(d * c_rot[:, 0] ** 2)) / n) / n
     c = pat.design.x.shape[1]
     for j, trait in enumerate(pat.traits):
         reml = nulls[j][0]
         scale2 = float(pat.y.scale[j]) ** 2
-        s2e = float(reml.sigma2_e[0]) * scale2
-        s2g = float(np.exp(reml.log_delta[0])) * s2e
+        s2e_std = float(reml.sigma2_e[0])
+        delta = float(np.exp(reml.log_delta[0]))
+        se_delta = _delta_se(d, c_rot, y_rot[:, j], float(reml.log_delta[0]))
         ll = float(reml.loglik[0]) + pat.design.log_det_t - (n - c) * math.log(float(pat.y.scale[j]))
         meta.setdefault(trait, {})[label] = {
             "n": n,
-            "sigma2_g": s2g,
-            "sigma2_e": s2e,
-            "h2": s2g * mean_d / (s2g * mean_d + s2e),
-            "pve_gemma": s2g * centred / (s2g * centred + s2e),
+            "sigma2_g": delta * s2e_std * scale2,
+            "sigma2_e": s2e_std * scale2,
+            "h2": delta * mean_d / (delta * mean_d + 1.0),
+            "h2_se": mean_d / (delta * mean_d + 1.0) ** 2 * se_delta,
+            "pve_gemma": delta * centred / (delta * centred + 1.0),
+            "pve_gemma_se": centred / (delta * centred + 1.0) ** 2 * se_delta,
             "loglik": ll,
             "converged": bool(reml.converged[0]),
         }
+
+
+def _delta_se(d: np.ndarray, c_rot: np.ndarray, y_rot: np.ndarray, t: float) -> float:
+    """``sqrt(-1 / l''(delta))`` of the profiled ReML log-likelihood at its optimum
+    ``t = log delta`` (GEMMA's ``CalcPve``): ``l''(delta) = l''(t) / delta^2`` where ``l'(t) = 0``."""
+    from ..core import profile_scan as ps
+
+    reduced = ps.ScanData(jnp.asarray(d), jnp.asarray(c_rot[:, :-1].T), jnp.asarray(y_rot))
+    e3 = ps.exact_sums(jnp.asarray([t]), jnp.asarray(c_rot[:, -1:].T), reduced)
+    _, _, d2 = ps._derivatives(e3, d.size, c_rot.shape[1] - 1, "reml")
+    curvature = float(d2[0]) / math.exp(2.0 * t)
+    return math.sqrt(-1.0 / curvature) if curvature < 0 else float("nan")
 
 
 def genomic_inflation(stat) -> float:

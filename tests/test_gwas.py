@@ -200,26 +200,34 @@ def test_blocks_bound_memory_and_reuse_one_program(small, monkeypatch):
 
 
 def test_exported_programs_are_stored_and_reused(small, tmp_path):
-    """With a cache directory the block and null programs are exported once, loaded from disk
-    by a later run (no tracing), and give the same numbers as the traced programs."""
+    """With a cache directory the block, null and float64-refit programs are exported once,
+    loaded from disk by a later run (no tracing), and give the same numbers as the traced
+    programs (a strong marker makes the scan use the refit program)."""
     import jax
 
     from mm4lmm_jax.gwas import scan
 
     y, g, kin, _ = small
+    y = y + 3.0 * g[:, 0]
+
+    def clear():
+        scan._Programs._compile.cache_clear()
+        scan._Programs._compile_refit.cache_clear()
+
     traced = mj.gwas(y, g, kinship=kin, progress=False)
+    assert traced.attrs["n_refitted_float64"]["phenotype"] > 0
     before = jax.config.jax_compilation_cache_dir
     jax.config.update("jax_compilation_cache_dir", str(tmp_path))
     try:
-        scan._Programs._compile.cache_clear()
+        clear()
         first = mj.gwas(y, g, kinship=kin, progress=False)
         stored = sorted(p.name.split("-")[0] for p in (tmp_path / "exported").iterdir())
-        assert stored == ["block", "null_reml"]
-        scan._Programs._compile.cache_clear()
+        assert stored == ["block", "null_reml", "refit"]
+        clear()
         again = mj.gwas(y, g, kinship=kin, progress=False)
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
-        scan._Programs._compile.cache_clear()
+        clear()
     for res in (first, again):
         np.testing.assert_allclose(res.p_wald, traced.p_wald, rtol=1e-12)
         np.testing.assert_allclose(res.sigma2_g, traced.sigma2_g, rtol=1e-12)

@@ -276,12 +276,17 @@ def screen_collinear(g: np.ndarray, qc: BlockQC, basis: np.ndarray, raw: np.ndar
     return near
 
 
-def refit_markers(raw: np.ndarray, u, const: Constants, opts) -> dict[str, np.ndarray]:
+def refit_iterations(max_iter: int) -> int:
+    """Newton iterations allowed to a float64 refit."""
+    return max(4 * max_iter, 120)
+
+
+def refit_markers(raw: np.ndarray, u, const: Constants, program) -> dict[str, np.ndarray]:
     """Fit the markers of ``raw`` (n, k) allele counts again from a float64 imputation and
-    rotation by the float64 eigenvectors ``u`` (with ``const`` from them), with four times
-    the Newton iterations: host arrays (t, k) as :class:`BlockFit`'s fields."""
+    rotation by the float64 eigenvectors ``u`` (with ``const`` from them), by ``program``
+    (the block program for :data:`REFIT_BLOCK` float64 markers, with
+    :func:`refit_iterations`): host arrays (t, k) as :class:`BlockFit`'s fields."""
     rotate = not isinstance(u, np.ndarray)
-    program = block_program(opts.lrt, opts.grid_size, opts.tol, max(4 * opts.max_iter, 120), 1, rotate)
     out: dict[str, list] = {}
     for start in range(0, raw.shape[1], REFIT_BLOCK):
         g, _ = impute_block(raw[:, start : start + REFIT_BLOCK], "float64")

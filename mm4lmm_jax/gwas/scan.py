@@ -18,6 +18,7 @@ import pandas as pd
 from ..core.profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit
 from ..errors import InputWarning, KinshipWarning, MissingDataWarning
 from .block import (
+    REFIT_BLOCK,
     STATUS,
     BlockFit,
     Constants,
@@ -25,6 +26,7 @@ from .block import (
     block_program,
     finish_block,
     merge_refit,
+    refit_iterations,
     refit_markers,
     rotate_float64,
     rotate_on_host,
@@ -205,6 +207,9 @@ class _Programs:
 
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._future = self._pool.submit(self._compile, opts, block_size, n, c, t, n_devices, rotate)
+        # then, in the same thread, the program of the float64 refits (used by most scans with
+        # a strong association; loaded from the store in a warm run)
+        self._refit = self._pool.submit(self._compile_refit, opts, n, c, t, rotate)
 
     @staticmethod
     @lru_cache(maxsize=8)
@@ -234,10 +239,36 @@ class _Programs:
             nulls[m] = lambda d, _run=run: ScanOutput(*_run(*d))
         return block, nulls
 
+    @staticmethod
+    @lru_cache(maxsize=8)
+    def _compile_refit(opts, n, c, t, rotate):
+        """The block program for :data:`~.block.REFIT_BLOCK` float64 markers (rotated
+        beforehand, or with float64 eigenvectors), four times the Newton iterations."""
+        f64 = jnp.float64
+        spec = jax.ShapeDtypeStruct
+        const = Constants(spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64))
+        arrays = (spec((REFIT_BLOCK, n), f64), *((spec((n, n), f64),) if rotate else ()))
+        jitted = block_program(opts.lrt, opts.grid_size, opts.tol, refit_iterations(opts.max_iter), 1, rotate)
+        k = len(arrays)
+        key = f"{opts} refit {n} {c} {t} {rotate}"
+        flat = compiled("refit", lambda *a: tuple(jitted(*a[:k], Constants(*a[k:]))), (*arrays, *const), key)
+
+        def refit(*a, _flat=flat, _k=k):
+            return BlockFit(*_flat(*a[:_k], *a[_k]))
+
+        return refit
+
     def get(self):
-        out = self._future.result()
+        return self._future.result()
+
+    def refit(self):
+        """The float64 refit program (waits for it)."""
+        return self._refit.result()
+
+    def close(self) -> None:
+        """Drop the refit program's preparation if it has not started; free the thread."""
+        self._refit.cancel()
         self._pool.shutdown(wait=False)
-        return out
 
 
 def _import_host_libraries(source: GenotypeSource) -> None:
@@ -678,7 +709,7 @@ def gwas(
                     blocks = _run_local(
                         source, pat.rows, runs, u, const, opts, block_size, block_compiled, bar, units, store
                     )
-                _refit_group(source, pat, runs, blocks, kin_fn, (u, const), opts, nulls_compiled)
+                _refit_group(source, pat, runs, blocks, kin_fn, (u, const), opts, programs[(pat.n, len(pat.traits))])
                 del u, const
                 mean_d = float(np.mean(d))
                 for (start, stop), blk in zip(runs, blocks):
@@ -686,6 +717,8 @@ def gwas(
                     blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
                     parts.append((np.arange(start, stop), blk, pat.traits, pat.n))
     finally:
+        for prepared in locals().get("programs", {}).values():
+            prepared.close()
         if reading is not None:
             reading.close()  # stops the parse if it was not waited for
         if bar is not None:
@@ -729,7 +762,7 @@ def _counts(status: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in status.value_counts().items() if v}
 
 
-def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: ScanOptions, nulls_compiled) -> int:
+def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: ScanOptions, programs) -> int:
     """Fit the markers the screen marked (:func:`~.block.screen_block`) again by the exact
     float64 path, in place in ``blocks``: after a float32 scan from a float64
     eigendecomposition of the same kinship (computed only when some marker needs it), after a
@@ -742,8 +775,8 @@ def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: Sc
         u, const = rotation
     else:
         d, u = eigh(kin_fn("float64"), "float64")
-        const, u, *_ = _constants(np.clip(d, 0.0, None), u, pat.design.x, pat.y.y, opts, nulls_compiled)
-    again = refit_markers(source.read_markers(pat.rows, idx), u, const, opts)
+        const, u, *_ = _constants(np.clip(d, 0.0, None), u, pat.design.x, pat.y.y, opts, programs.get()[1])
+    again = refit_markers(source.read_markers(pat.rows, idx), u, const, programs.refit())
     done = 0
     for blk, w in zip(blocks, where):
         if w.size:
@@ -797,15 +830,29 @@ def _null_report(meta: dict, label: str, pat: _Pattern, nulls, d: np.ndarray, c_
         }
 
 
-def _delta_se(d: np.ndarray, c_rot: np.ndarray, y_rot: np.ndarray, t: float) -> float:
-    """``sqrt(-1 / l''(delta))`` of the profiled ReML log-likelihood at its optimum
-    ``t = log delta`` (GEMMA's ``CalcPve``): ``l''(delta) = l''(t) / delta^2`` where ``l'(t) = 0``."""
-    from ..core import profile_scan as ps
+def _delta_se(d: np.ndarray, c_rot: np.ndarray, y_rot: np.ndarray, t: float, h: float = 1e-3) -> float:
+    """``sqrt(-1 / l''(delta))`` of the profiled ReML log-likelihood of the null model at its
+    optimum ``t = log delta`` (GEMMA's ``CalcPve``), with ``l''(delta) = l''(t) / delta^2``
+    (``l'(t) = 0`` there); ``l''(t)`` by a central difference of step ``h`` (error ~1e-7
+    relative), in numpy (no compiled program for one number)."""
+    n, c = c_rot.shape
 
-    reduced = ps.ScanData(jnp.asarray(d), jnp.asarray(c_rot[:, :-1].T), jnp.asarray(y_rot))
-    e3 = ps.exact_sums(jnp.asarray([t]), jnp.asarray(c_rot[:, -1:].T), reduced)
-    _, _, d2 = ps._derivatives(e3, d.size, c_rot.shape[1] - 1, "reml")
-    curvature = float(d2[0]) / math.exp(2.0 * t)
+    def loglik(tt: float) -> float:
+        w = 1.0 / (math.exp(tt) * d + 1.0)
+        xw = c_rot * w[:, None]
+        xwx = c_rot.T @ xw
+        xwy = xw.T @ y_rot
+        chol = np.linalg.cholesky(xwx)
+        z = np.linalg.solve(chol, xwy)
+        ypy = float(y_rot @ (w * y_rot) - z @ z)
+        logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
+        return -0.5 * ((n - c) * math.log(ypy) - float(np.sum(np.log(w))) + logdet)
+
+    try:
+        second = (loglik(t + h) - 2.0 * loglik(t) + loglik(t - h)) / (h * h)
+    except np.linalg.LinAlgError:
+        return float("nan")
+    curvature = second / math.exp(2.0 * t)
     return math.sqrt(-1.0 / curvature) if curvature < 0 else float("nan")
 
 

@@ -601,8 +601,9 @@ def gwas(
     rotation_dtype : ``"float32"`` (default: the kinship's eigendecomposition and the rotation
         ``U'g`` in single precision, at twice the speed, on centred and scaled markers; markers
         that did not converge, are nearly collinear with the covariates or have a Wald
-        statistic above 20 are fitted again from a float64 rotation; p-values within 1e-4 in
-        log10 of the float64 path, see ``bench/README.md``) or ``"float64"``.
+        statistic above 100 (p ~ 1e-23) are fitted again from a float64 eigendecomposition;
+        p-values within 1e-4 in log10 of the float64 path, see ``bench/README.md``) or
+        ``"float64"``.
     grid_size, tol, max_iter : the optimiser (``delta = sigma2_g / sigma2_e`` in
         ``[1e-5, 1e5]`` as GEMMA; ``tol`` bounds the last Newton step in ``log delta``).
     max_vif : covariates whose variance inflation factor exceeds this are an error.
@@ -648,6 +649,7 @@ def gwas(
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
 
     rotate = not rotate_on_host()
+    programs: dict = {}
     store = None
     if checkpoint is not None and client is None:
         store = Checkpoint(
@@ -678,7 +680,6 @@ def gwas(
         _import_host_libraries(source)
         # The programs load (holding the GIL much of the time) while the kinship is parsed (by
         # worker processes) or computed (numpy releases the GIL).
-        programs = {}
         for pat in patterns:
             key = (pat.n, len(pat.traits))
             if key not in programs:
@@ -717,7 +718,7 @@ def gwas(
                     blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
                     parts.append((np.arange(start, stop), blk, pat.traits, pat.n))
     finally:
-        for prepared in locals().get("programs", {}).values():
+        for prepared in programs.values():
             prepared.close()
         if reading is not None:
             reading.close()  # stops the parse if it was not waited for

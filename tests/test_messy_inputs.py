@@ -250,14 +250,32 @@ def test_bad_table_files_name_the_line(plink, tmp_path):
     text = open(plink.pheno).read().splitlines()
     extra = tmp_path / "extra.tsv"
     extra.write_text("\n".join([text[0] + "\tweight", *text[1:]]) + "\n")
-    with pytest.raises(InputError, match="line 2 has 4 fields, the header 5 .the header has a name too many"):
+    with pytest.raises(
+        InputError, match="line 2 has 4 tab-separated fields, the header 5 .the header has a name too many"
+    ):
         mj.gwas(str(extra), plink.prefix, kinship=plink.kinship, progress=False)
     short = tmp_path / "short.tsv"
     rows = text[:]
     rows[7] = "\t".join(rows[7].split("\t")[:3])
     short.write_text("\n".join(rows) + "\n")
-    with pytest.raises(InputError, match="line 8 has 3 fields, the header 4"):
+    with pytest.raises(InputError, match="line 8 has 3 tab-separated fields, the header 4"):
         mj.gwas(str(short), plink.prefix, kinship=plink.kinship, progress=False)
+    spaced = tmp_path / "spaced.txt"  # space-separated: runs of spaces are one separator
+    spaced.write_text("\n".join(["  ".join(r.split("\t")) for r in rows]) + "\n")
+    with pytest.raises(InputError, match="line 8 has 3 fields, the header 4"):
+        mj.gwas(str(spaced), plink.prefix, kinship=plink.kinship, progress=False)
+
+
+def test_empty_cells_of_a_tab_separated_table_are_missing_not_shifted(plink, tmp_path):
+    """pandas' whitespace separator would read ``F1<TAB>I1<TAB><TAB>2.5`` as trait1 = 2.5."""
+    pheno = pd.read_csv(plink.pheno, sep="\t")
+    pheno.loc[[3, 10], "trait1"] = np.nan
+    path = tmp_path / "empty_cells.tsv"
+    pheno.to_csv(path, sep="\t", index=False, na_rep="")
+    res = mj.gwas(str(path), plink.prefix, kinship=plink.kinship, progress=False)
+    ref = mj.gwas(pheno, plink.prefix, kinship=plink.kinship, progress=False)
+    pd.testing.assert_frame_equal(res, ref)
+    assert res.attrs["n_analysed"]["trait2"] == int(pheno.trait2.notna().sum())
 
 
 def test_gzip_kinship_without_gz_name_is_read(plink, tmp_path):
@@ -282,7 +300,11 @@ def test_bad_plink_files_blame_the_right_file(plink, tmp_path):
     ):
         mj.gwas(plink.pheno, prefix, kinship=plink.kinship, progress=False)
     open(prefix + ".fam", "w").write("\n".join(fam) + "\n")
-    bim = open(prefix + ".bim").read().splitlines()
+    bim_text = open(prefix + ".bim").read()
+    open(prefix + ".bim", "w").write("")
+    with pytest.raises(InputError, match=r"g.bim is empty: it lists no marker"):
+        mj.gwas(plink.pheno, prefix, kinship=plink.kinship, progress=False)
+    bim = bim_text.splitlines()
     parts = bim[4].split("\t")
     parts[3] = "12kb"
     bim[4] = "\t".join(parts)

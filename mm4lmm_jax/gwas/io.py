@@ -93,6 +93,9 @@ def open_plink(prefix: str | os.PathLike) -> GenotypeSource:
         if prefix.endswith(ext):
             prefix = prefix[: -len(ext)]
     bed, bim, fam = (_need(prefix + ext, f"PLINK {ext}") for ext in (".bed", ".bim", ".fam"))
+    for file, what in ((fam, "individual"), (bim, "marker")):
+        if file.stat().st_size == 0:
+            raise InputError(f"{file} is empty: it lists no {what}")
     try:
         fam_df = pd.read_csv(fam, sep=r"\s+", header=None, dtype=str)
         bim_df = pd.read_csv(bim, sep=r"\s+", header=None, dtype=str)
@@ -156,12 +159,14 @@ def array_source(genotypes, snp_names=None, sample_ids=None) -> GenotypeSource:
 
 
 def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
-    """A tab/space-separated table with a header whose first two columns are FID and IID;
-    ``NA``, ``-9`` and empty cells are missing.  Returns a frame indexed by (FID, IID)."""
+    """A tab- or space-separated table with a header whose first two columns are FID and IID;
+    ``NA``, ``-9`` and (tab-separated) empty cells are missing.  A header holding a tab makes
+    the file tab-separated (an empty cell is a missing value, not a shift of the columns),
+    else fields are separated by runs of spaces.  Returns a frame indexed by (FID, IID)."""
     p = _need(path, what)
-    _check_fields(p, what)
+    sep = _check_fields(p, what)
     try:
-        df = pd.read_csv(p, sep=r"\s+", dtype={0: str, 1: str}, na_values=["NA", "-9", "nan", "NaN", "."])
+        df = pd.read_csv(p, sep=sep, dtype={0: str, 1: str}, na_values=["NA", "-9", "nan", "NaN", "."])
     except Exception as err:
         raise InputError(f"cannot read {what} file {p}: {err}") from err
     if df.shape[1] < 3:
@@ -182,22 +187,33 @@ def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
     return df.astype(float)
 
 
-def _check_fields(path: Path, what: str) -> None:
+def _check_fields(path: Path, what: str) -> str:
     """Every line of a table has as many fields as its header: a header with a name too many,
     or a short or long row, is an error naming the line (pandas would read a short row as
-    missing values, or shift the columns)."""
+    missing values, or shift the columns).  Returns the separator (``"\\t"`` when the header
+    holds a tab, else runs of whitespace)."""
     import gzip
 
     opener = gzip.open if is_gzip(path) else open
     with opener(path, "rt") as fh:
-        header = fh.readline().split()
+        first = fh.readline().rstrip("\r\n")
+        tabs = "\t" in first
+
+        def fields(line: str) -> list[str]:
+            return line.rstrip("\r\n").split("\t") if tabs else line.split()
+
+        header = fields(first)
         for number, line in enumerate(fh, start=2):
-            fields = line.split()
-            if fields and len(fields) != len(header):
-                hint = " (the header has a name too many?)" if len(fields) == len(header) - 1 and number == 2 else ""
+            if not line.strip():
+                continue
+            got = fields(line)
+            if len(got) != len(header):
+                hint = " (the header has a name too many?)" if len(got) == len(header) - 1 and number == 2 else ""
+                kind = "tab-separated " if tabs else ""
                 raise InputError(
-                    f"{what} file {path}: line {number} has {len(fields)} fields, the header {len(header)}{hint}"
+                    f"{what} file {path}: line {number} has {len(got)} {kind}fields, the header {len(header)}{hint}"
                 )
+    return "\t" if tabs else r"\s+"
 
 
 def is_gzip(path: str | os.PathLike) -> bool:

@@ -311,3 +311,13 @@ def test_bad_plink_files_blame_the_right_file(plink, tmp_path):
     open(prefix + ".bim", "w").write("\n".join(bim) + "\n")
     with pytest.raises(InputError, match="line 5: position '12kb' is not a number"):
         mj.gwas(plink.pheno, prefix, kinship=plink.kinship, progress=False)
+
+
+def test_covariate_problems_name_the_column_and_the_traits(data):
+    y, g, kin, days = data
+    with pytest.raises(InputError, match="covariate 'batch' has no observed value"):
+        _scan(y, g, kin, pd.DataFrame({"days": days, "batch": np.nan}))
+    sex = (np.arange(N) % 2).astype(float)
+    traits = pd.DataFrame({"a": y, "b": np.where(sex == 1, y, np.nan)})  # b observed on one sex only
+    with pytest.raises(InputError, match=r"'sex' is constant over the 120 analysed .* of trait\(s\) \['b'\]"):
+        _scan(traits, g, kin, pd.DataFrame({"sex": sex}))

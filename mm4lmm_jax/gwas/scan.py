@@ -501,6 +501,9 @@ def _patterns(pheno: pd.DataFrame, covar: pd.DataFrame | None, ids: np.ndarray, 
     """Group the traits by the individuals they are analysed on (trait and every covariate
     observed), in order of first appearance; check and standardise each group's design."""
     covar_ok = covar.notna().all(axis=1).to_numpy() if covar is not None else np.ones(len(pheno), bool)
+    for name in [] if covar is None else covar.columns:
+        if covar[name].isna().all():
+            raise InputError(f"covariate {name!r} has no observed value among the genotyped individuals")
     groups: dict[bytes, list[str]] = {}
     masks: dict[bytes, np.ndarray] = {}
     for name in pheno.columns:
@@ -521,7 +524,11 @@ def _patterns(pheno: pd.DataFrame, covar: pd.DataFrame | None, ids: np.ndarray, 
     for key, traits in groups.items():
         rows = np.flatnonzero(masks[key])
         cov = np.empty((rows.size, 0)) if covar is None else covar.to_numpy(float)[rows]
-        design = covariate_design(cov, cov_names, ids[rows], max_vif)
+        try:
+            design = covariate_design(cov, cov_names, ids[rows], max_vif)
+        except InputError as err:
+            where = f" (over the individuals of trait(s) {traits})" if len(groups) > 1 else ""
+            raise InputError(f"{err}{where}") from None
         if rows.size <= design.x.shape[1] + 2:
             raise InputError(
                 f"trait(s) {traits}: {rows.size} individuals with the trait and covariates observed, too few for "

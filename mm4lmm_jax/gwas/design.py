@@ -36,18 +36,23 @@ class Design(NamedTuple):
     log_det_t: float
 
 
+def _check_finite(values: np.ndarray, names: list[str], ids, what: str) -> None:
+    """:class:`InputError` naming the column and the individual of the first non-finite value."""
+    for j, name in enumerate(names):
+        bad = ~np.isfinite(values[:, j])
+        if bad.any():
+            raise InputError(
+                f"{what} {name!r}: non-finite value {values[bad, j][0]} for individual "
+                f"{str(ids[np.argmax(bad)])!r} (use NA for a missing value)"
+            )
+
+
 def covariate_design(cov: np.ndarray, names: list[str], ids, max_vif: float = MAX_VIF) -> Design:
     """The standardised design of covariates ``cov`` (n, k) observed on every row (``ids``
     name the rows in messages).  Raises :class:`InputError` naming the column for a
     non-finite value, a constant column, or columns collinear beyond ``max_vif``."""
     n, k = cov.shape
-    for j, name in enumerate(names):
-        bad = ~np.isfinite(cov[:, j])
-        if bad.any():
-            raise InputError(
-                f"covariate {name!r}: non-finite value {cov[bad, j][0]} for individual {str(ids[np.argmax(bad)])!r} "
-                "(use NA for a missing value)"
-            )
+    _check_finite(cov, names, ids, "covariate")
     centre = cov.mean(axis=0) if n else np.zeros(k)
     z = cov - centre
     scale = np.sqrt(np.mean(z * z, axis=0)) if n else np.zeros(k)
@@ -87,13 +92,7 @@ class Traits(NamedTuple):
 def standardised_traits(y: np.ndarray, names: list[str], ids, design: Design) -> Traits:
     """Centre and scale each column of ``y`` (n, t); :class:`InputError` for a non-finite
     value, a constant trait, or one the covariates determine exactly."""
-    for j, name in enumerate(names):
-        bad = ~np.isfinite(y[:, j])
-        if bad.any():
-            raise InputError(
-                f"trait {name!r}: non-finite value {y[bad, j][0]} for individual {str(ids[np.argmax(bad)])!r} "
-                "(use NA for a missing value)"
-            )
+    _check_finite(y, names, ids, "trait")
     centre = y.mean(axis=0)
     z = y - centre
     # a scale first taken by the largest deviation: no overflow for |y| near 1e308

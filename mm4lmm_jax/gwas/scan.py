@@ -659,23 +659,8 @@ def gwas(
     programs: dict = {}
     store = None
     if checkpoint is not None and client is None:
-        store = Checkpoint(
-            checkpoint,
-            _fingerprint(
-                phenotypes,
-                genotypes,
-                kinship,
-                covariates,
-                pheno_names,
-                covar_names,
-                loco,
-                opts,
-                chunk_size,
-                max_vif,
-                n_dev,
-                sample_ids,
-            ),  # fmt: skip
-        )
+        inputs = (phenotypes, genotypes, kinship, covariates, pheno_names, covar_names, sample_ids)
+        store = Checkpoint(checkpoint, _fingerprint(*inputs, loco, opts, chunk_size, max_vif, n_dev))
     reading = KinshipRead(kinship, source.n) if isinstance(kinship, (str, os.PathLike)) else None
     # from here on the kinship file's text is parsed by worker processes
     bar = None
@@ -700,8 +685,8 @@ def gwas(
             for label, idx, kin_fn, _ in groups:
                 d, u = eigh(kin_fn(opts.rotation_dtype), opts.rotation_dtype)  # overlaps with loading the programs
                 name = "kinship" if label == "all" else f"kinship without chromosome {label}"
-                d, spectrum = checked_spectrum(d, name if reading is None else f"kinship file {reading.path}",
-                                               opts.rotation_dtype)  # fmt: skip
+                name = name if reading is None else f"kinship file {reading.path}"
+                d, spectrum = checked_spectrum(d, name, opts.rotation_dtype)
                 spectra[(tuple(pat.traits), label)] = spectrum
                 if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)
                     bar = _bar(source.m * len(patterns), progress, "gwas")

@@ -608,7 +608,7 @@ def gwas(
     rotation_dtype : ``"float32"`` (default: the kinship's eigendecomposition and the rotation
         ``U'g`` in single precision, at twice the speed, on centred and scaled markers; markers
         that did not converge, are nearly collinear with the covariates or have a Wald
-        statistic above 100 (p ~ 1e-23) are fitted again from a float64 eigendecomposition;
+        statistic above 50 (p ~ 2.6e-12) are fitted again from a float64 eigendecomposition;
         p-values within 1e-4 in log10 of the float64 path, see ``bench/README.md``) or
         ``"float64"``.
     grid_size, tol, max_iter : the optimiser (``delta = sigma2_g / sigma2_e`` in

@@ -179,8 +179,14 @@ def _log_header(log: RunLog, argv) -> None:
     )
 
 
-def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught) -> None:
+def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught, args) -> None:
     a = res.attrs
+    log.line(
+        f"inputs: genotypes {args.bfile} ({a['n_genotyped']} individuals, {a['n_markers']} markers), phenotypes "
+        f"{args.pheno}, covariates {args.covar or 'none'}, kinship {args.kinship or 'from the genotypes'}; "
+        f"{a['n_phenotyped_not_genotyped']} phenotyped and {a['n_covariates_not_genotyped']} with covariates "
+        "but not genotyped"
+    )
     log.line(f"covariates: {', '.join(a['covariates'])} (intercept always added)")
     log.line(f"kinship: {a['kinship']}; rotation in {a['rotation_dtype']}")
     for key, spec in a["kinship_spectrum"].items():
@@ -274,7 +280,7 @@ def run_gwas(args, out=None, argv=None) -> int:
         if not args.no_plots:
             written += _plots(res, traits, args.out, log, out)
         timings["writing"] = time.perf_counter() - t0
-        _log_results(log, res, timings, caught)
+        _log_results(log, res, timings, caught, args)
         _print_summary(res, traits, timings["scan"], written, out, caught)
         log.line("written: " + ", ".join(written))
         log.line(f"completed: {time.strftime('%Y-%m-%d %H:%M:%S')}")

@@ -505,6 +505,7 @@ def test_cli_writes_results_and_plots(plink, tmp_path, capsys):
     assert "lambda_GC" in text and "195 analysed" in text
     log = Path(f"{out}.log").read_text()
     assert "null model" in log and "pve = " in log and "lambda_GC" in log and "\ncompleted: " in log
+    assert "(200 individuals, 300 markers)" in log and "command: mm4lmm gwas --bfile" in log
     assert not Path(f"{out}.checkpoint").exists() and not list(tmp_path.glob("*.tmp*"))
 
 

@@ -722,6 +722,8 @@ def gwas(
     by_trait = {t: frame[frame["trait"] == t] if "trait" in frame else frame for t in traits}
     n_of = {t: pat.n for pat in patterns for t in pat.traits}
     frame.attrs.update(
+        n_genotyped=source.n,
+        n_markers=source.m,
         n_analysed=n_of,
         n_dropped_missing={t: int(source.n - n_of[t]) for t in traits},
         n_phenotyped_not_genotyped=pheno_extra,

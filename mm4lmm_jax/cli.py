@@ -447,18 +447,23 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
         print(f"mm4lmm gwas: error: {err.strerror or err}{where}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("mm4lmm gwas: interrupted; completed blocks are kept for --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        what = "terminated" if isinstance(err, Terminated) else "interrupted"
+        print(f"mm4lmm gwas: {what}; completed blocks are kept for --resume", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received (exit status 143, as a process killed by it)."""
+
+
 def _terminate(signum, frame):
     """SIGTERM (sent by ``timeout``, SLURM, ``kill``) ends the run as Ctrl-C does: temporary
     files and worker processes are cleaned up on the way out."""
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def _main_thread() -> bool:

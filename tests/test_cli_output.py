@@ -74,8 +74,8 @@ def test_sigterm_ends_the_run_cleanly(plink, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(mj, "gwas", killed)
     out = tmp_path / "scan"
-    assert cli.main(_args(plink, out)) == 130
-    assert "interrupted" in capsys.readouterr().err
+    assert cli.main(_args(plink, out)) == 143
+    assert "terminated" in capsys.readouterr().err
     assert "NOT completed" in Path(f"{out}.log").read_text()
 
 
@@ -150,6 +150,6 @@ def test_sigterm_during_the_parallel_kinship_parse_removes_its_files(plink, tmp_
     monkeypatch.setattr(text_matrix, "MIN_PART_BYTES", 1)
     monkeypatch.setattr(text_matrix, "_scratch_dir", scratch)
     monkeypatch.setattr(scan_module, "_import_host_libraries", terminated)
-    assert cli.main(_args(plink, tmp_path / "scan")) == 130
+    assert cli.main(_args(plink, tmp_path / "scan")) == 143
     assert len(folders) == 1 and not Path(folders[0]).exists()
     capsys.readouterr()

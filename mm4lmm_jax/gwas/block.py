@@ -222,7 +222,8 @@ class Units(NamedTuple):
 
     ``y_scale`` (t,) each trait's scale (effects and standard errors are multiplied by it,
     variances by its square); ``loglik_shift`` (t,) added to a marker model's ReML
-    log-likelihood (``-(n - p) log y_scale - sum log covariate scales``; then ``+ log
+    log-likelihood (``log|det T| - (n - p) log y_scale``, ``T`` the change from the user's
+    covariates to the orthonormal design, see :class:`~.design.Design`; then ``+ log
     inv_scale`` of the marker); ``covar_basis`` (n, c - 1) an orthonormal basis of the centred
     covariates (no column without covariates)."""
 
@@ -322,8 +323,9 @@ def merge_refit(host: dict[str, np.ndarray], where: np.ndarray, again: dict[str,
 
 
 def finish_block(host: dict[str, np.ndarray], df: int, units: Units) -> dict[str, np.ndarray]:
-    """Final host arrays of one screened block (:func:`screen_block`), each (t, count): the results in the user's units,
-    ``p_wald`` = P(F(1, ``df``) > stat) (the regularised incomplete beta function, evaluated
+    """Final host arrays of one screened block (:func:`screen_block`), each (t, count): the
+    results in the user's units, ``p_wald`` = P(F(1, ``df``) > stat) (the regularised
+    incomplete beta function, evaluated
     here by scipy: a sixth of the block program's time when done inside it), and a status
     per marker and trait.  Every number of a row whose status is not ``ok`` is NaN."""
     from scipy.special import betainc

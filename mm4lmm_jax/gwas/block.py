@@ -253,8 +253,6 @@ REFIT_BLOCK = 64
 def _one_minus_r2(g: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """``1 - R^2`` of each standardised marker (rows of ``g``, mean square 1) regressed on the
     centred covariates (orthonormal ``basis``), from the residual itself (no cancellation)."""
-    if basis.shape[1] == 0:
-        return np.ones(g.shape[0])
     g = g.astype(np.float64)
     resid = g - (g @ basis) @ basis.T
     return np.einsum("ij,ij->i", resid, resid) / np.maximum(np.einsum("ij,ij->i", g, g), 1e-300)
@@ -287,16 +285,13 @@ def refit_markers(raw: np.ndarray, u, const: Constants, program) -> dict[str, np
     """Fit the markers of ``raw`` (n, k) allele counts again from a float64 imputation and
     rotation by the float64 eigenvectors ``u`` (with ``const`` from them), by ``program``
     (the block program for :data:`REFIT_BLOCK` float64 markers, with
-    :func:`refit_iterations`): host arrays (t, k) as :class:`BlockFit`'s fields."""
-    rotate = not isinstance(u, np.ndarray)
+    :func:`refit_iterations`), batch by batch through :func:`start_block`: host arrays (t, k)
+    as :class:`BlockFit`'s fields."""
     out: dict[str, list] = {}
     for start in range(0, raw.shape[1], REFIT_BLOCK):
-        g, _ = impute_block(raw[:, start : start + REFIT_BLOCK], "float64")
-        k = g.shape[0]
-        g = np.concatenate([g, np.zeros((REFIT_BLOCK - k, g.shape[1]))])
-        fit = program(jnp.asarray(g @ u), const) if not rotate else program(jnp.asarray(g), u, const)
+        fit, _, g = start_block(program, raw[:, start : start + REFIT_BLOCK], u, const, REFIT_BLOCK, "float64")
         for key, v in fit._asdict().items():
-            out.setdefault(key, []).append(np.asarray(v)[:, :k])
+            out.setdefault(key, []).append(np.asarray(v)[:, : g.shape[0]])
     return {key: np.concatenate(v, axis=1) for key, v in out.items()}
 
 
@@ -325,33 +320,33 @@ def merge_refit(host: dict[str, np.ndarray], where: np.ndarray, again: dict[str,
 def finish_block(host: dict[str, np.ndarray], df: int, units: Units) -> dict[str, np.ndarray]:
     """Final host arrays of one screened block (:func:`screen_block`), each (t, count): the
     results in the user's units, ``p_wald`` = P(F(1, ``df``) > stat) (the regularised
-    incomplete beta function, evaluated
-    here by scipy: a sixth of the block program's time when done inside it), and a status
-    per marker and trait.  Every number of a row whose status is not ``ok`` is NaN."""
+    incomplete beta function, evaluated here by scipy: a sixth of the block program's time
+    when done inside it), and a status per marker and trait.  Every number of a row whose
+    status is not ``ok`` is NaN."""
     from scipy.special import betainc
 
     host = dict(host)
     qc = BlockQC(*(host.pop(k) for k in BlockQC._fields))
     t, count = host["beta"].shape
     host["refitted"] = np.broadcast_to(host.pop("refit"), (t, count))
-    status = np.broadcast_to(qc.status[:count], (t, count)).copy()
+    status = np.broadcast_to(qc.status, (t, count)).copy()
     status[(status == 0) & ~host["finite"]] = 3
     status[(status == 0) & ~host["converged"]] = 4
     bad = status != 0
     y_scale = units.y_scale[:, None]
-    effect = y_scale * qc.inv_scale[None, :count]
+    effect = y_scale * qc.inv_scale[None, :]
     host["beta"] = host["beta"] * effect
     host["se"] = host["se"] * effect
     host["sigma2_g"] = host["sigma2_g"] * y_scale**2
     host["sigma2_e"] = host["sigma2_e"] * y_scale**2
-    host["loglik"] = host["loglik"] + units.loglik_shift[:, None] + np.log(qc.inv_scale[None, :count])
+    host["loglik"] = host["loglik"] + units.loglik_shift[:, None] + np.log(qc.inv_scale[None, :])
     with np.errstate(invalid="ignore"):
         host["p_wald"] = betainc(0.5 * df, 0.5, df / (df + host["stat"]))
     for key in ("beta", "se", "stat", "p_wald", "p_chi2", "sigma2_g", "sigma2_e", "loglik", "lrt", "p_lrt"):
         host[key] = np.where(bad, np.nan, host[key])
     host["converged"] = host["converged"] & ~bad
     host["status"] = status
-    host["af"] = np.broadcast_to(qc.af[:count], (t, count))
-    host["n_obs"] = np.broadcast_to(qc.n_obs[:count], (t, count))
+    host["af"] = np.broadcast_to(qc.af, (t, count))
+    host["n_obs"] = np.broadcast_to(qc.n_obs, (t, count))
     host.pop("finite")
     return host

@@ -102,7 +102,7 @@ def standardised_traits(y: np.ndarray, names: list[str], ids, design: Design) ->
     for j, name in enumerate(names):
         if not scale[j] > 1e-13 * max(abs(centre[j]), np.finfo(float).tiny):
             raise InputError(f"trait {name!r} is constant over its {len(y)} analysed individuals: nothing to test")
-        if not np.isfinite(float(scale[j]) ** 2 if scale[j] < 1e154 else np.inf):
+        if scale[j] >= 1e154:  # its square, the variance, would overflow
             raise InputError(
                 f"trait {name!r}: values of order {scale[j]:.3g}, whose variance overflows double precision; "
                 "rescale the trait (e.g. to other units)"

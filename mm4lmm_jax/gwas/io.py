@@ -194,7 +194,9 @@ def _check_fields(path: Path, what: str) -> str:
     holds a tab, else runs of whitespace)."""
     import gzip
 
-    opener = gzip.open if is_gzip(path) else open
+    from .text_matrix import gzipped
+
+    opener = gzip.open if gzipped(str(path)) else open
     with opener(path, "rt") as fh:
         first = fh.readline().rstrip("\r\n")
         tabs = "\t" in first
@@ -214,12 +216,6 @@ def _check_fields(path: Path, what: str) -> str:
                     f"{what} file {path}: line {number} has {len(got)} {kind}fields, the header {len(header)}{hint}"
                 )
     return "\t" if tabs else r"\s+"
-
-
-def is_gzip(path: str | os.PathLike) -> bool:
-    """Whether a file is gzip-compressed (by its first two bytes, whatever its name)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
 
 
 class KinshipRead:

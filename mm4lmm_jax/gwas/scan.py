@@ -28,6 +28,7 @@ from .block import (
     merge_refit,
     refit_iterations,
     refit_markers,
+    residual_df,
     rotate_float64,
     rotate_on_host,
     screen_block,
@@ -216,18 +217,9 @@ class _Programs:
     def _compile(opts, block_size, n, c, t, n_devices, rotate):
         f64 = jnp.float64
         spec = jax.ShapeDtypeStruct
-        const = Constants(spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64))
-        arrays = (spec((block_size, n), opts.rotation_dtype), *((spec((n, n), opts.rotation_dtype),) if rotate else ()))
-        jitted = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, n_devices, rotate)
-        if n_devices == 1:  # flat arrays in and out: the stored program needs no pytree registry
-            key = f"{opts} {block_size} {n} {c} {t} {rotate}"
-            k = len(arrays)
-            flat = compiled("block", lambda *a: tuple(jitted(*a[:k], Constants(*a[k:]))), (*arrays, *const), key)
-
-            def block(*a, _flat=flat, _k=k):
-                return BlockFit(*_flat(*a[:_k], *a[_k]))
-        else:
-            block = jitted.lower(*arrays, const).compile()
+        block = _block_executable(
+            "block", opts, opts.max_iter, block_size, opts.rotation_dtype, n, c, t, n_devices, rotate
+        )
         data = ScanData(spec((n,), f64), spec((c, n), f64), spec((n,), f64))
         nulls = {}
         for m in ("reml", "ml") if opts.lrt else ("reml",):
@@ -243,20 +235,10 @@ class _Programs:
     @lru_cache(maxsize=8)
     def _compile_refit(opts, n, c, t, rotate):
         """The block program for :data:`~.block.REFIT_BLOCK` float64 markers (rotated
-        beforehand, or with float64 eigenvectors), four times the Newton iterations."""
-        f64 = jnp.float64
-        spec = jax.ShapeDtypeStruct
-        const = Constants(spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64))
-        arrays = (spec((REFIT_BLOCK, n), f64), *((spec((n, n), f64),) if rotate else ()))
-        jitted = block_program(opts.lrt, opts.grid_size, opts.tol, refit_iterations(opts.max_iter), 1, rotate)
-        k = len(arrays)
-        key = f"{opts} refit {n} {c} {t} {rotate}"
-        flat = compiled("refit", lambda *a: tuple(jitted(*a[:k], Constants(*a[k:]))), (*arrays, *const), key)
-
-        def refit(*a, _flat=flat, _k=k):
-            return BlockFit(*_flat(*a[:_k], *a[_k]))
-
-        return refit
+        beforehand, or with float64 eigenvectors), with :func:`~.block.refit_iterations`."""
+        return _block_executable(
+            "refit", opts, refit_iterations(opts.max_iter), REFIT_BLOCK, "float64", n, c, t, 1, rotate
+        )
 
     def get(self):
         return self._future.result()
@@ -269,6 +251,28 @@ class _Programs:
         """Drop the refit program's preparation if it has not started; free the thread."""
         self._refit.cancel()
         self._pool.shutdown(wait=False)
+
+
+def _block_executable(name, opts, max_iter, size, dtype, n, c, t, n_devices, rotate):
+    """The compiled block program for ``size`` markers of ``dtype`` (and the eigenvectors
+    when ``rotate``), ``n`` individuals, ``c`` covariates, ``t`` traits: on one device
+    exported under ``name`` (:func:`~.programs.compiled`; flat arrays in and out, so the
+    stored program needs no pytree registry), else lowered for the device mesh."""
+    f64 = jnp.float64
+    spec = jax.ShapeDtypeStruct
+    const = Constants(spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64))
+    arrays = (spec((size, n), dtype), *((spec((n, n), dtype),) if rotate else ()))
+    jitted = block_program(opts.lrt, opts.grid_size, opts.tol, max_iter, n_devices, rotate)
+    if n_devices > 1:
+        return jitted.lower(*arrays, const).compile()
+    k = len(arrays)
+    key = f"{opts} {max_iter} {size} {dtype} {n} {c} {t} {rotate}"
+    flat = compiled(name, lambda *a: tuple(jitted(*a[:k], Constants(*a[k:]))), (*arrays, *const), key)
+
+    def run(*a):
+        return BlockFit(*flat(*a[:k], *a[k]))
+
+    return run
 
 
 def _import_host_libraries(source: GenotypeSource) -> None:
@@ -551,7 +555,9 @@ def _check_genotype_array(source: GenotypeSource) -> None:
             f"genotypes: non-finite value {arr[i, j]} for individual {source.iid[i]!r}, marker "
             f"{source.snps['snp'].iloc[j]!r} (use NaN for a missing genotype)"
         )
-    low, high = np.nanmin(arr) if not np.isnan(arr).all() else 0.0, np.nanmax(arr) if not np.isnan(arr).all() else 0.0
+    if np.isnan(arr).all():
+        return
+    low, high = np.nanmin(arr), np.nanmax(arr)
     if low < 0.0 or high > 2.0:
         warnings.warn(
             f"genotypes range over [{low:.4g}, {high:.4g}], not allele counts in [0, 2]: the tests are valid "
@@ -703,10 +709,11 @@ def gwas(
                         source, pat.rows, runs, u, const, opts, block_size, block_compiled, bar, units, store
                     )
                 _refit_group(source, pat, runs, blocks, kin_fn, (u, const), opts, programs[(pat.n, len(pat.traits))])
+                df = residual_df(const)
                 del u, const
                 mean_d = float(np.mean(d))
                 for (start, stop), blk in zip(runs, blocks):
-                    blk = finish_block(blk, pat.n - pat.design.x.shape[1] - 1, units)
+                    blk = finish_block(blk, df, units)
                     blk["h2"] = blk["sigma2_g"] * mean_d / (blk["sigma2_g"] * mean_d + blk["sigma2_e"])
                     parts.append((np.arange(start, stop), blk, pat.traits, pat.n))
     finally:
@@ -757,15 +764,15 @@ def _counts(status: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in status.value_counts().items() if v}
 
 
-def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: ScanOptions, programs) -> int:
+def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: ScanOptions, programs) -> None:
     """Fit the markers the screen marked (:func:`~.block.screen_block`) again by the exact
     float64 path, in place in ``blocks``: after a float32 scan from a float64
     eigendecomposition of the same kinship (computed only when some marker needs it), after a
-    float64 scan from its own ``rotation`` ``(u, const)``.  Returns how many were refitted."""
+    float64 scan from its own ``rotation`` ``(u, const)``."""
     where = [np.flatnonzero(blk["refit"]) for blk in blocks]
     idx = np.concatenate([np.arange(start, stop)[w] for (start, stop), w in zip(runs, where)])
     if idx.size == 0:
-        return 0
+        return
     if opts.rotation_dtype == "float64":
         u, const = rotation
     else:
@@ -777,12 +784,14 @@ def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: Sc
         if w.size:
             merge_refit(blk, w, {k: v[:, done : done + w.size] for k, v in again.items()})
             done += w.size
-    return int(idx.size)
 
 
 def _options(lrt, grid_size, tol, max_iter, rotation_dtype) -> ScanOptions:
     """Checked :class:`ScanOptions`."""
-    dtype = str(np.dtype(rotation_dtype)) if isinstance(rotation_dtype, str) or rotation_dtype else rotation_dtype
+    try:
+        dtype = None if rotation_dtype is None else str(np.dtype(rotation_dtype))
+    except TypeError:
+        dtype = None
     if dtype not in ("float32", "float64"):
         raise ValueError(f"rotation_dtype must be 'float32' or 'float64', got {rotation_dtype!r}")
     if isinstance(grid_size, bool) or not float(grid_size).is_integer() or int(grid_size) < 3:

@@ -102,7 +102,7 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _outputs(prefix: str, args) -> list[str]:
+def _outputs(prefix: str) -> list[str]:
     """Every file a run with these options writes (for the stale-output clean-up)."""
     names = [f"{prefix}.tsv", f"{prefix}.parquet"]
     folder = os.path.dirname(prefix) or "."
@@ -223,6 +223,7 @@ def run_gwas(args, out=None, argv=None) -> int:
     import warnings
 
     from . import gwas
+    from .gwas.design import MAX_VIF
     from .gwas.io import InputError, write_tsv
 
     out = out or sys.stdout
@@ -235,7 +236,7 @@ def run_gwas(args, out=None, argv=None) -> int:
     log = RunLog(f"{args.out}.log")
     try:
         _log_header(log, argv if argv is not None else sys.argv[1:])
-        stale = [f for f in _outputs(args.out, args) if os.path.exists(f)]
+        stale = [f for f in _outputs(args.out) if os.path.exists(f)]
         for f in stale:
             os.remove(f)
         if stale:
@@ -259,7 +260,7 @@ def run_gwas(args, out=None, argv=None) -> int:
                     lrt=args.lrt,
                     chunk_size=args.chunk_size,
                     rotation_dtype="float64" if args.float64 else "float32",
-                    max_vif=args.max_vif,
+                    max_vif=MAX_VIF if args.max_vif is None else args.max_vif,
                     devices=args.devices,
                     client=client,
                     progress=not args.quiet,
@@ -295,6 +296,11 @@ def run_gwas(args, out=None, argv=None) -> int:
         log.close()
 
 
+def _trait_rows(res: pd.DataFrame, trait: str) -> pd.DataFrame:
+    """The rows of one trait (all rows when the scan had one trait)."""
+    return res[res["trait"] == trait] if "trait" in res else res
+
+
 def _plots(res, traits, prefix, log: RunLog, out) -> list[str]:
     """Manhattan and QQ plots per trait, or a one-line note when matplotlib is missing."""
     try:
@@ -308,7 +314,7 @@ def _plots(res, traits, prefix, log: RunLog, out) -> list[str]:
 
     written = []
     for trait in traits:
-        part = res[res["trait"] == trait] if "trait" in res else res
+        part = _trait_rows(res, trait)
         written += [_renamed(f) for f in save_plots(part, prefix + ".tmp-plot", trait if len(traits) > 1 else None)]
     return written
 
@@ -328,7 +334,7 @@ def _print_summary(res, traits, elapsed, written, out, caught) -> None:
     )
     for trait in traits:
         counts = ", ".join(f"{k}: {v}" for k, v in a["status_counts"][trait].items())
-        part = res[res["trait"] == trait] if "trait" in res else res
+        part = _trait_rows(res, trait)
         print(
             f"  {trait}: {a['n_analysed'][trait]} analysed ({a['n_dropped_missing'][trait]} dropped for a missing "
             f"phenotype or covariate), lambda_GC = {a['lambda_gc'][trait]:.4f} ({a['lambda_gc_n'][trait]} ok markers), "
@@ -395,7 +401,6 @@ def _add_gwas_parser(sub) -> None:
     p.add_argument(
         "--max-vif",
         type=float,
-        default=1e6,
         metavar="X",
         help="covariates with a variance inflation factor above X are an error (default 1e6: collinear to "
         "working precision; PLINK 2's --glm uses 50)",

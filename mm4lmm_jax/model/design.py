@@ -20,6 +20,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -85,6 +86,12 @@ def _r_column_name(col: str, var_order: dict[str, int]) -> str:
     return ":".join(label for _, label in parts)
 
 
+def _mentions(name: str, text: str) -> re.Match | None:
+    """Where ``name`` first stands in ``text`` as a whole identifier (not inside another)."""
+    return re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w.])", text)
+
+
+@lru_cache(maxsize=64)
 def _variable_order(formula: str) -> dict[str, int]:
     """Each variable's rank of first appearance in the formula's right-hand side (R orders
     the variables of an interaction, in its label and its columns, this way)."""
@@ -95,11 +102,12 @@ def _variable_order(formula: str) -> dict[str, int]:
     for term in formulaic.Formula("~ " + rhs if rhs.strip() else "~ 1"):
         for factor in term.factors:
             name = str(factor)
-            hit = re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w.])", rhs)
+            hit = _mentions(name, rhs)
             found.setdefault(name, hit.start() if hit else len(rhs))
     return {name: rank for rank, name in enumerate(sorted(found, key=found.get))}
 
 
+@lru_cache(maxsize=64)
 def _term_labeller(formula: str):
     """A function giving a formulaic term its label: as the user wrote it where the formula
     names that term explicitly (``Xeffect:Trial``, as MM4LMM reports it), else R's label
@@ -194,7 +202,7 @@ def _warn_ordered(frame: pd.DataFrame, formula: str) -> None:
     """Ordered factors are coded like unordered ones (treatment contrasts); R would use
     polynomial contrasts: the tests of the term are the same, the coefficients differ."""
     ordered = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype) and frame[c].cat.ordered]
-    used = [c for c in ordered if re.search(r"(?<![\w.])" + re.escape(str(c)) + r"(?![\w.])", formula)]
+    used = [c for c in ordered if _mentions(str(c), formula)]
     if used:
         warnings.warn(
             f"ordered factor(s) {used} are coded with treatment contrasts, as unordered factors (R uses "
@@ -204,9 +212,9 @@ def _warn_ordered(frame: pd.DataFrame, formula: str) -> None:
         )
 
 
-def _design(frame: pd.DataFrame, formula: str, factors: list[str] | None = None) -> Design:
+def _design(frame: pd.DataFrame, formula: str) -> Design:
     """The design of ``formula`` (aliased columns dropped as R's ``qr`` pivots them); its
-    ``factors`` are the design's own term labels (``factors`` is ignored: kept for callers)."""
+    ``factors`` are the design's own term labels."""
     mat, names, attr, labels = _model_matrix(frame, formula)
     if not np.isfinite(mat).all():
         raise ValueError("the fixed-effect design contains NaN or infinite values")
@@ -263,7 +271,7 @@ def cofactor_frame(cofactor, n: int, formula: str | None) -> CofactorSpec:
 
 def null_design(spec: CofactorSpec, x_terms: Sequence[str] = ()) -> Design:
     """The cofactor-only design (MM4LMM's ``formulaCof``); rank deficiency is an error,
-    except cofactor columns constant like the intercept, which MM4LMM drops silently."""
+    except cofactor columns constant like the intercept, dropped as MM4LMM does (with a warning)."""
     if spec.formula is None:
         factors = list(spec.names)
         formula = "~ " + " + ".join(factors)
@@ -271,7 +279,7 @@ def null_design(spec: CofactorSpec, x_terms: Sequence[str] = ()) -> Design:
         factors = _split_terms(spec.formula)
         cof_terms = [t for t in factors if not any(x in t for x in x_terms) and XNAME not in t]
         formula = "~ " + (" + ".join(cof_terms) if cof_terms else "1")
-    d = _design(spec.frame, formula, factors)
+    d = _design(spec.frame, formula)
     bad = [nm for nm in d.dropped if nm != "(Intercept)" and not _is_constant(spec.frame, nm)]
     if bad:
         raise ValueError(
@@ -336,7 +344,7 @@ def marker_designs(x, spec: CofactorSpec, n: int) -> MarkerDesigns:
     for j, name in enumerate(names):
         frame = spec.frame.copy()
         frame[XNAME] = values[:, j]
-        d = _design(frame, "~ " + " + ".join(terms), terms)
+        d = _design(frame, "~ " + " + ".join(terms))
         if d.dropped and any(XNAME in nm for nm in d.dropped):
             _warn_dropped(name, d.dropped)
         designs.append(d)
@@ -413,7 +421,7 @@ def _list_designs(x, spec: CofactorSpec, n: int) -> MarkerDesigns:
         for c, j in zip(cols, range(arr.shape[1])):
             frame[c] = arr[:, j]
         terms = _split_terms(spec.formula) if spec.formula else [*spec.names, *cols]
-        d = _design(frame, "~ " + " + ".join(terms), terms)
+        d = _design(frame, "~ " + " + ".join(terms))
         if any(nm not in spec.names and nm != "(Intercept)" for nm in d.dropped):
             _warn_dropped(name, d.dropped)
         designs.append(d)

@@ -23,14 +23,14 @@ import jax as _jax  # noqa: E402
 
 _jax.config.update("jax_enable_x64", True)
 
-from .errors import ConvergenceWarning, MissingDataWarning, NumericalError, RankDeficiencyWarning  # noqa: I001
-from .gwas import InputError, gwas  # eager: ``gwas`` names the function, not the subpackage
+from .errors import ConvergenceWarning, InputError, MissingDataWarning, NumericalError, RankDeficiencyWarning  # noqa: I001
+from .gwas import gwas  # eager: ``gwas`` names the function, not the subpackage
 
 if TYPE_CHECKING:
     from . import core, datasets
+    from .estimate import mmest
     from .inference import anova_test, likelihood_ratio_test, mmblup, mmvcov
-    from .model.estimate import mmest
-    from .model.results import MMEstResult, ModelFit
+    from .results import MMEstResult, ModelFit
 
 #: Public names loaded on first access: name -> (module, attribute or None for the module).
 _LAZY = {
@@ -40,9 +40,9 @@ _LAZY = {
     "likelihood_ratio_test": (".inference", "likelihood_ratio_test"),
     "mmblup": (".inference", "mmblup"),
     "mmvcov": (".inference", "mmvcov"),
-    "mmest": (".model.estimate", "mmest"),
-    "MMEstResult": (".model.results", "MMEstResult"),
-    "ModelFit": (".model.results", "ModelFit"),
+    "mmest": (".estimate", "mmest"),
+    "MMEstResult": (".results", "MMEstResult"),
+    "ModelFit": (".results", "ModelFit"),
 }
 
 

@@ -119,7 +119,7 @@ def _outputs(prefix: str) -> list[str]:
 def check_writable(prefix: str) -> None:
     """Fail in seconds (one line) when ``PREFIX.*`` cannot be written: a missing folder, a
     folder without write permission, a prefix that names a folder."""
-    from .gwas.io import InputError
+    from .errors import InputError
 
     folder = os.path.dirname(os.path.abspath(prefix))
     if os.path.isdir(prefix):
@@ -223,8 +223,9 @@ def run_gwas(args, out=None, argv=None) -> int:
     import warnings
 
     from . import gwas
+    from .errors import InputError
     from .gwas.design import MAX_VIF
-    from .gwas.io import InputError, write_tsv
+    from .gwas.io import write_tsv
 
     out = out or sys.stdout
     kinship = args.kinship
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "example":
         run_example()
         return 0
-    from .gwas.io import InputError
+    from .errors import InputError
 
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:

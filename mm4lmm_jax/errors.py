@@ -1,6 +1,10 @@
-"""Named warnings and exceptions raised at the API edge."""
+"""Named warnings and exceptions raised at the API edge: the package's one error module."""
 
 from __future__ import annotations
+
+
+class InputError(ValueError):
+    """A bad input file or argument (the message names it)."""
 
 
 class ConvergenceWarning(UserWarning):

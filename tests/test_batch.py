@@ -93,13 +93,14 @@ def test_rotated_and_dense_paths_agree_two_components():
     """The joint-diagonalisation path and the generic dense MM reach the same optimum,
     also with a non-identity second matrix."""
     from mm4lmm_jax.core.fit import fit_dense, fit_rotated
+    from mm4lmm_jax.core.iterate import Stopping
     from mm4lmm_jax.core.transforms import joint_diagonalise
 
     s = SIM
     n = len(s["y"])
     k2 = 0.5 * np.eye(n) + 0.5 * np.diag(np.linspace(0.5, 1.5, n))
     x = np.column_stack([np.ones(n), s["x"][:, 0]])
-    crit = dict(crit_var=1e-11, crit_loglik=1e-11, max_iter=20000)
+    crit = dict(stopping=Stopping(crit_var=1e-11, crit_loglik=1e-11, max_iter=20000))
     for method in ("reml", "ml"):
         rot = joint_diagonalise(s["kin"], k2)
         a = fit_rotated(rot.t @ s["y"], rot.t @ x, rot.d, np.ones(2), method=method, logdet_k2=rot.logdet_k2, **crit)
@@ -124,13 +125,13 @@ def test_monomorphic_marker_is_dropped_with_warning():
 def test_scans_of_any_size_reuse_one_compiled_chunk():
     """Chunks are padded to a fixed shape: scans of 5, 11 and 6 markers (chunks of 4)
     compile one program; only a scan smaller than one chunk gets its own (smaller) shape."""
-    from mm4lmm_jax.model import paths
+    from mm4lmm_jax.core.batch import fit_chunk
 
     s = SIM
     kw = dict(var_list=[s["kin"], np.eye(len(s["y"]))], chunk_size=4, verbose=False)
     rng = np.random.default_rng(9)
     mj.mmest(s["y"], x=rng.normal(size=(len(s["y"]), 5)), **kw)
-    before = paths._chunk_rotated._cache_size()
+    before = fit_chunk._cache_size()
     mj.mmest(s["y"], x=rng.normal(size=(len(s["y"]), 11)), **kw)
     mj.mmest(s["y"] + 1.0, x=rng.normal(size=(len(s["y"]), 6)), **kw)
-    assert paths._chunk_rotated._cache_size() == before
+    assert fit_chunk._cache_size() == before

@@ -285,12 +285,12 @@ def test_mmblup_dense_equals_rotated_and_named():
     assert rot.path == "rotated"
     b = mj.mmblup(fit=rot)
     assert list(b["Additive"].index) == list(d.kinship.index)
-    from mm4lmm_jax.inference.blup import _v_inverse_times
+    from mm4lmm_jax.inference.blup import v_inverse_times
 
     resid = rot.problem.y - model_design(rot, 0) @ rot.beta_array[0, :1]
     s = rot.sigma2_array[0]
     v = s[0] * d.kinship.to_numpy() + s[1] * np.eye(n)
-    np.testing.assert_allclose(_v_inverse_times(rot, s, resid), np.linalg.solve(v, resid), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(v_inverse_times(rot, s, resid), np.linalg.solve(v, resid), rtol=1e-8, atol=1e-10)
     # the error BLUP is the conditional residual: y - X b - Z u
     np.testing.assert_allclose(b["Error"].to_numpy(), resid - b["Additive"].to_numpy(), atol=1e-8)
 

@@ -1,4 +1,4 @@
-"""The ``K >= 3`` scan by Newton's method (:mod:`mm4lmm_jax.model.newton_path`).
+"""The ``K >= 3`` scan by Newton's method (:mod:`mm4lmm_jax.core.newton_path`).
 
 Checked here: the expansion's pieces against direct linear algebra (forms, log-determinant);
 the analytic derivatives against autodiff; the scan against each model fitted alone and
@@ -18,7 +18,7 @@ import pytest
 from fixture_cases import as_vector, expected_models, load_case, mmest_kwargs
 
 import mm4lmm_jax as mj
-import mm4lmm_jax.model.newton_path as newton_path
+import mm4lmm_jax.core.newton_path as newton_path
 from mm4lmm_jax.core.expansion import (
     evaluate,
     evaluate_derivatives,
@@ -30,7 +30,8 @@ from mm4lmm_jax.core.expansion import (
 )
 from mm4lmm_jax.core.newton_scan import exact_derivatives, exact_loglik, maximise
 from mm4lmm_jax.model.data import validate_components
-from mm4lmm_jax.model.newton_path import NewtonScan
+from mm4lmm_jax.core.newton_path import NewtonScan
+from mm4lmm_jax.core.structures import Dense, Henderson
 
 TIGHT = dict(crit_var=1e-12, crit_loglik=1e-12, max_iter=20000, verbose=False)
 
@@ -141,11 +142,11 @@ def test_maximise_with_autodiff_and_bounds():
         return -(x - target) @ q @ (x - target) + jnp.sum(jnp.sin(x)) * 0.1
 
     res = maximise(f, jnp.zeros(2), lower=-1.0, upper=1.0, tol=1e-12)
-    assert bool(res.converged) and float(res.x[1]) == 1.0
-    g = jax.grad(f)(res.x)
+    assert int(res.status) == 0 and float(res.value[1]) == 1.0
+    g = jax.grad(f)(res.value)
     assert abs(float(g[0])) < 1e-10 and float(g[1]) > 0  # free coordinate stationary, bound active
     skipped = maximise(f, jnp.zeros(2), skip=True)
-    assert int(skipped.n_iter) == 0 and np.all(np.asarray(skipped.x) == 0.0)
+    assert int(skipped.n_steps) == 0 and np.all(np.asarray(skipped.value) == 0.0)
 
 
 @pytest.mark.parametrize("form", ["henderson", "dense"])
@@ -153,7 +154,8 @@ def test_maximise_with_autodiff_and_bounds():
 def test_exact_derivatives_match_autodiff(form, method):
     d = simulate(n=90, q=9, m=2, residual_identity=False)
     comps = validate_components(d["var_list"], d["z_list"], 90)
-    scan = NewtonScan(d["y"], comps, form, method)
+    cls = Henderson if form == "henderson" else Dense
+    scan = NewtonScan(d["y"], cls.prepare(d["y"], comps.z_list, comps.v_list, comps.covariances()), method)
     cols = np.column_stack([np.ones(90), d["x"][:, 0], d["y"]])
     h, a_w = scan.columns(cols)
     s = scan.s_matrix(a_w, a_w)
@@ -187,7 +189,8 @@ def test_scan_matches_tight_mm_and_single_model_fits(data, newton_scan):
     # each model alone, by the exact path (no expansion)
     n = data["y"].size
     comps = validate_components(data["var_list"], data["z_list"], n)
-    scan = NewtonScan(data["y"], comps, "henderson", "reml")
+    structure = Henderson.prepare(data["y"], comps.z_list, comps.v_list, comps.covariances())
+    scan = NewtonScan(data["y"], structure, "reml")
     for j in (0, 3, 7):
         design = np.column_stack([np.ones(n), data["cofactor"][:, 0], data["x"][:, j]])
         alone, _ = scan.fit_exact(design, newton_scan.sigma2_array[j] * 1.3)

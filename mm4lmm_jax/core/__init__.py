@@ -4,8 +4,15 @@
 * Likelihoods: :func:`loglik_dense`, :func:`loglik_rotated`, :func:`to_mm4lmm_convention`.
 * One MM update: :func:`step_dense`, :func:`step_profiled_reml`, :func:`step_rotated_ml`,
   :func:`step_henderson`.
-* Solvers (MM4LMM's SQUAREM scheme in a bounded ``while_loop``): :func:`solve_mm`,
-  :func:`solve_profiled`.
+* One iteration protocol (:mod:`.iterate`): solvers with ``init / step / terminate / finish``
+  run by :func:`iterate` to a :class:`Solution` ``(value, status, n_steps)``; :class:`Status`
+  (one enumeration for every fit and scan); :class:`Stopping` (MM4LMM's rule, static);
+  :class:`Squarem` (MM with squared extrapolation, anchored or not), :class:`DampedNewton`.
+* Covariance structures (:mod:`.structures`): :class:`Single`, :class:`TwoComponent`,
+  :class:`Henderson`, :class:`Dense` -- pytrees built by ``prepare`` offering ``fit``,
+  ``quad``, ``v_inv_times`` and the Newton family; :func:`choose` picks one as MM4LMM does.
+* Batches (:mod:`.batch`): :func:`fit_models` (padded, jitted chunks), :func:`map_models`
+  (inference functions over models' designs).
 * Whole fits of one model (vmap them over markers): :func:`fit_rotated`, :func:`fit_dense`,
   :func:`fit_henderson`, :func:`fit_single`.
 * Shared set-up: :func:`joint_diagonalise`, :func:`henderson_shared`, :func:`henderson_system`.
@@ -31,8 +38,10 @@ Never differentiate through the MM loop (``while_loop`` has no reverse mode): ta
 derivatives of the likelihood at the fitted ``sigma2`` instead.
 """
 
+from .batch import fit_chunk, fit_models, map_models
 from .fit import FitOutput, fit_dense, fit_henderson, fit_rotated, fit_single
 from .information import average_information, expected_information, loglik_from_quad, observed_information
+from .iterate import DampedNewton, Solution, Squarem, Status, Stopping, iterate, squarem, squarem_anchored
 from .kenward_roger import KRIngredients, KRTest, kr_ingredients, kr_test
 from .likelihood import loglik_dense, loglik_rotated, to_mm4lmm_convention
 from .mm import (
@@ -43,8 +52,8 @@ from .mm import (
     step_profiled_reml,
     step_rotated_ml,
 )
-from .solver import SolverResult, solve_mm, solve_profiled
 from .structure import dense_quad, henderson_quad, rotated_quad
+from .structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoComponent, choose
 from .transforms import Rotation, henderson_shared, henderson_system, joint_diagonalise
 
 __all__ = [
@@ -62,7 +71,24 @@ __all__ = [
     "rotated_quad",
     "HendersonSystem",
     "Rotation",
-    "SolverResult",
+    "DampedNewton",
+    "Dense",
+    "Henderson",
+    "STRUCTURES",
+    "Single",
+    "Solution",
+    "Squarem",
+    "Status",
+    "Stopping",
+    "Structure",
+    "TwoComponent",
+    "choose",
+    "fit_chunk",
+    "fit_models",
+    "iterate",
+    "map_models",
+    "squarem",
+    "squarem_anchored",
     "fit_dense",
     "fit_henderson",
     "fit_rotated",
@@ -73,8 +99,6 @@ __all__ = [
     "loglik_dense",
     "loglik_rotated",
     "profiled_reml_loglik",
-    "solve_mm",
-    "solve_profiled",
     "step_dense",
     "step_henderson",
     "step_profiled_reml",

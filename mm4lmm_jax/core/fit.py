@@ -2,7 +2,7 @@
 
 Each ``fit_*`` function is pure, takes one model's data and returns a :class:`FitOutput`;
 :func:`jax.vmap` over the per-model arguments fits a batch of marker models in one call.
-Static arguments (``method``, stopping criteria, ``max_iter``) must be Python values.
+``method`` (``"reml"``/``"ml"``) and ``stopping`` (:class:`~.iterate.Stopping`) are static.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from .gls import gls_dense, gls_diag
+from .iterate import Solution, Status, Stopping, squarem, squarem_anchored, status_of
 from .likelihood import LOG_2PI, loglik_dense, loglik_rotated
 from .mm import (
     HendersonSystem,
@@ -24,7 +25,6 @@ from .mm import (
     step_rotated_ml,
 )
 from .reduced import ReducedSystem, reduced_loglik, reduced_solve, step_reduced
-from .solver import SolverResult, solve_mm, solve_profiled
 
 
 class FitOutput(NamedTuple):
@@ -34,61 +34,75 @@ class FitOutput(NamedTuple):
     ------
     sigma2 : (K,) variance components.  beta : (p,) fixed effects (GLS at ``sigma2``).
     var_beta : (p, p) ``(X' V^-1 X)^-1``.  loglik : full log-likelihood (with ``2 pi``).
-    n_iter : int32 MM iterations.  converged : bool stopping rule met.
-    finite : bool no NaN/inf met (e.g. a non-positive-definite ``V``).
+    n_steps : int32 solver iterations.  status : int32 :class:`~.iterate.Status` code.
     """
 
     sigma2: jnp.ndarray
     beta: jnp.ndarray
     var_beta: jnp.ndarray
     loglik: jnp.ndarray
-    n_iter: jnp.ndarray
-    converged: jnp.ndarray
-    finite: jnp.ndarray
+    n_steps: jnp.ndarray
+    status: jnp.ndarray
+
+    @property
+    def converged(self):
+        """The stopping rule was met with finite estimates (``status == OK``)."""
+        return self.status == Status.OK
+
+    @property
+    def finite(self):
+        """No NaN/inf met (e.g. a non-positive-definite ``V``)."""
+        return self.status != Status.NONFINITE
 
 
-def _finish(sigma2, beta, var_beta, loglik, res) -> FitOutput:
+def _finish(sigma2, beta, var_beta, loglik, sol: Solution) -> FitOutput:
     finite = (
-        res.finite
+        (sol.status != Status.NONFINITE)
         & jnp.all(jnp.isfinite(sigma2))
         & jnp.all(jnp.isfinite(beta))
         & jnp.all(jnp.isfinite(var_beta))
         & jnp.isfinite(loglik)
     )
-    return FitOutput(sigma2, beta, var_beta, loglik, res.n_iter, res.converged & finite, finite)
+    return FitOutput(sigma2, beta, var_beta, loglik, sol.n_steps, status_of(sol.status == Status.OK, finite))
 
 
-def fit_rotated(y_rot, x_rot, d, sigma0, *, method, crit_var, crit_loglik, max_iter, logdet_k2=0.0):
+def fit_rotated(y_rot, x_rot, d, sigma0, *, method: str, stopping: Stopping, logdet_k2=0.0):
     """Two components after joint diagonalisation (see :func:`..likelihood.loglik_rotated`).
 
     ``y_rot`` (n,), ``x_rot`` (n, p), ``d`` (n,), ``sigma0`` (2,) starting values.
     """
     if method == "reml":
-        res = solve_profiled(lambda t: step_profiled_reml(t, y_rot, x_rot, d), sigma0, crit_var, crit_loglik, max_iter)
-        sigma2, g, _, _ = profiled_sigma2(res.theta[0], y_rot, x_rot, d)
+        sigma0 = jnp.asarray(sigma0)
+        res = squarem_anchored(
+            lambda t: step_profiled_reml(t[0], y_rot, x_rot, d),
+            jnp.atleast_1d(sigma0[0] / sigma0[1]),
+            sigma0,
+            stopping,
+        )
+        sigma2, g, _, _ = profiled_sigma2(res.value[0], y_rot, x_rot, d)
         var_beta = g.xwx_inv * sigma2[1]
     else:
-        res = solve_mm(lambda t: step_rotated_ml(t, y_rot, x_rot, d), sigma0, crit_var, crit_loglik, max_iter)
-        sigma2 = res.theta
+        res = squarem(lambda t: step_rotated_ml(t, y_rot, x_rot, d), sigma0, stopping)
+        sigma2 = res.value
         g = gls_diag(y_rot, x_rot, 1.0 / (sigma2[0] * d + sigma2[1]))
         var_beta = g.xwx_inv
     loglik = loglik_rotated(sigma2, y_rot, x_rot, d, method, logdet_k2)
     return _finish(sigma2, g.beta, var_beta, loglik, res)
 
 
-def fit_dense(y, x, covs, sigma0, *, method, crit_var, crit_loglik, max_iter):
+def fit_dense(y, x, covs, sigma0, *, method: str, stopping: Stopping):
     """Any number of components with dense ``V``: ``covs`` (K, n, n), ``sigma0`` (K,)."""
-    res = solve_mm(lambda t: step_dense(t, y, x, covs, method), sigma0, crit_var, crit_loglik, max_iter)
-    sigma2 = res.theta
+    res = squarem(lambda t: step_dense(t, y, x, covs, method), sigma0, stopping)
+    sigma2 = res.value
     g = gls_dense(y, x, jnp.tensordot(sigma2, covs, axes=1))
     loglik = loglik_dense(sigma2, y, x, covs, method)
     return _finish(sigma2, g.beta, g.xvx_inv, loglik, res)
 
 
-def fit_henderson(hs: HendersonSystem, sigma0, *, crit_var, crit_loglik, max_iter):
+def fit_henderson(hs: HendersonSystem, sigma0, *, stopping: Stopping):
     """ReML through Henderson's mixed-model equations (``n > q + p``); ``sigma0`` (K,)."""
-    res = solve_mm(lambda t: step_henderson(t, hs), sigma0, crit_var, crit_loglik, max_iter)
-    sigma2 = res.theta
+    res = squarem(lambda t: step_henderson(t, hs), sigma0, stopping)
+    sigma2 = res.value
     sol = henderson_solve(sigma2, hs)
     p = hs.xrx.shape[0]
     var_beta = sigma2[-1] * sol.c_inv[:p, :p]
@@ -96,11 +110,11 @@ def fit_henderson(hs: HendersonSystem, sigma0, *, crit_var, crit_loglik, max_ite
     return _finish(sigma2, sol.beta, 0.5 * (var_beta + var_beta.T), loglik, res)
 
 
-def fit_reduced(rs: ReducedSystem, sigma0, *, crit_var, crit_loglik, max_iter):
+def fit_reduced(rs: ReducedSystem, sigma0, *, stopping: Stopping):
     """ReML through the reduced Henderson system (:mod:`.reduced`); ``sigma0`` (K,).
     Same iterates and results as :func:`fit_henderson`, cheaper per step."""
-    res = solve_mm(lambda t: step_reduced(t, rs), sigma0, crit_var, crit_loglik, max_iter)
-    sigma2 = res.theta
+    res = squarem(lambda t: step_reduced(t, rs), sigma0, stopping)
+    sigma2 = res.value
     sol = reduced_solve(sigma2, rs)
     p = rs.xx.shape[0]
     var_beta = sigma2[-1] * sol.t_inv_xx
@@ -123,5 +137,5 @@ def fit_single(y_w, x_w, logdet_v1, *, method):
         loglik = -0.5 * ((n - p) * LOG_2PI + n * jnp.log(s) + logdet_v1 + g.logdet_xwx - p * jnp.log(s) + df)
     else:
         loglik = -0.5 * (n * LOG_2PI + n * jnp.log(s) + logdet_v1 + n)
-    res = SolverResult(sigma2, jnp.int32(1), jnp.bool_(True), jnp.bool_(True))
+    res = Solution(sigma2, jnp.int32(Status.OK), jnp.int32(1))
     return _finish(sigma2, g.beta, g.xwx_inv * s, loglik, res)

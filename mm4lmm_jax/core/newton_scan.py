@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from .expansion import apply_e, evaluate, evaluate_derivatives
+from .iterate import DampedNewton, Solution, iterate
 from .likelihood import LOG_2PI
 
 PSI_BOUNDS = (-18.420680743952367, 18.420680743952367)  # log(1e-8), log(1e8): ratio bounds
@@ -185,28 +186,16 @@ def surrogate_derivatives(u, s_mat, form_coef, form_exps, exp_: Expansion, ld_ex
     )
 
 
-class NewtonResult(NamedTuple):
-    """``x`` the maximiser, ``value`` the log-likelihood there, ``n_iter``, ``converged``
-    (step below ``tol`` with a negative-definite Hessian on the free coordinates)."""
-
-    x: jnp.ndarray
-    value: jnp.ndarray
-    n_iter: jnp.ndarray
-    converged: jnp.ndarray
-
-
 def maximise(
     f, x0, *, lower=None, upper=None, tol: float = 1e-10, max_iter: int = 50, max_halvings: int = 30,
     derivatives=None, skip=False,
-):  # fmt: skip
-    """Damped, projected Newton ascent of the scalar function ``f`` from ``x0`` (k,).
+) -> Solution:  # fmt: skip
+    """Damped, projected Newton ascent of the scalar function ``f`` from ``x0`` (k,): the
+    :class:`~.iterate.DampedNewton` solver run by :func:`~.iterate.iterate`.
 
-    Coordinates at a bound whose gradient points outwards are held; a step that lowers
-    ``f`` is halved.  Where the Hessian is not negative definite the step is the gradient,
-    scaled to length 1.  ``converged`` when an accepted step is below ``tol`` in every
-    coordinate and the Hessian on the free coordinates is negative definite.
     ``derivatives(x) -> (value, gradient, Hessian)`` replaces autodiff of ``f`` where given;
-    ``skip`` (traced bool) returns ``x0`` untouched (padding in batched calls).
+    ``skip`` (traced bool) returns ``x0`` untouched (padding in batched calls).  Returns a
+    :class:`~.iterate.Solution` whose ``value`` is the maximiser.
     """
     k = x0.shape[0]
     lo = jnp.full((k,), -jnp.inf) if lower is None else jnp.broadcast_to(lower, (k,))
@@ -219,47 +208,7 @@ def maximise(
             val, g = grad_hess(x)
             return val, g, hess(x)
 
-    def direction(x):
-        val, g, h = derivatives(x)
-        held = ((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0))
-        g = jnp.where(held, 0.0, g)
-        h = jnp.where(held[:, None] | held[None, :], 0.0, h) - jnp.diag(jnp.where(held, 1.0, 0.0))
-        evals = jnp.linalg.eigvalsh(0.5 * (h + h.T))
-        concave = evals[-1] < 0
-        newton = -jnp.linalg.solve(h, g)
-        grad_step = g / jnp.maximum(jnp.linalg.norm(g), 1e-300)
-        return val, jnp.where(concave, newton, grad_step), concave
-
-    def cond(state):
-        _, _, it, done, _ = state
-        return (~done) & (it < max_iter)
-
-    def body(state):
-        x, _, it, _, _ = state
-        val, step, concave = direction(x)
-
-        def try_cond(c):
-            scale, new_val, j = c
-            return (~(new_val >= val - 1e-12 * jnp.abs(val))) & (j < max_halvings)
-
-        def try_body(c):
-            scale, _, j = c
-            scale = 0.5 * scale
-            return scale, f(jnp.clip(x + scale * step, lo, hi)), j + 1
-
-        first = f(jnp.clip(x + step, lo, hi))
-        scale, new_val, _ = jax.lax.while_loop(try_cond, try_body, (jnp.ones(()), first, 0))
-        x_new = jnp.clip(x + scale * step, lo, hi)
-        ok = jnp.isfinite(new_val) & (new_val >= val - 1e-12 * jnp.abs(val))
-        x_new = jnp.where(ok, x_new, x)
-        small = jnp.max(jnp.abs(x_new - x)) < tol
-        return x_new, jnp.where(ok, new_val, val), it + 1, small | ~ok, small & concave
-
-    val0 = f(x0)
-    x, val, it, _, conv = jax.lax.while_loop(
-        cond, body, (x0, val0, jnp.zeros((), jnp.int32), ~jnp.isfinite(val0) | skip, jnp.zeros((), bool))
-    )
-    return NewtonResult(x, val, it, conv)
+    return iterate(DampedNewton(f, derivatives, lo, hi, tol, max_iter, max_halvings, skip), x0)
 
 
 def exact_derivatives(t, fam: Family, h, s_mat, n: int, method: str):
@@ -335,7 +284,6 @@ __all__ = [
     "Estimates",
     "Expansion",
     "Family",
-    "NewtonResult",
     "exact_derivatives",
     "exact_loglik",
     "exact_parts",

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .io import InputError
+from ..errors import InputError
 
 #: Covariates whose variance inflation factor (after standardisation) exceeds this are an
 #: error: ``R^2 > 1 - 1e-6`` with the other covariates.  PLINK 2's ``--glm`` refuses from 50 on

@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
+
 SNP_COLUMNS = ["chr", "snp", "pos", "a1", "a2"]
 
 #: A missing genotype in int8 allele counts (bed-reader's code).
 MISSING_COUNT = -127
-
-
-class InputError(ValueError):
-    """A bad input file or argument (the message names it)."""
 
 
 @dataclass

@@ -13,11 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ..core.batch import map_models
 from ..core.kenward_roger import kr_ingredients, kr_test
-from ..model.results import MMEstResult
 from .checks import check_same_data, require_fit
+from .fitted import FittedModels
 from .hypotheses import as_contrasts, selection_matrix, term_columns, term_labels
-from .structures import design_chunks, layout_groups, run_batched, structures_for
+from .structures import design_chunks, layout_groups, structures_for
 from .wald import chi2_sf_array
 
 _TYPES = {"typei": "TypeI", "type1": "TypeI", "i": "TypeI", "typeiii": "TypeIII", "type3": "TypeIII"}
@@ -115,7 +116,7 @@ def _kr_tests(beta, ing, lmat):
     return jax.vmap(partial(kr_test, contrast=lmat))(beta, ing)
 
 
-def _kr(fit: MMEstResult, index: np.ndarray, lmats: list[np.ndarray], chunk: int) -> np.ndarray:
+def _kr(fit: FittedModels, index: np.ndarray, lmats: list[np.ndarray], chunk: int) -> np.ndarray:
     """KR tables (len(index), len(lmats), 4) for models sharing one layout."""
     out = np.full((len(fit), len(lmats), len(KR_COLUMNS)), np.nan)  # by model index
     p = len(fit.coef_names[int(index[0])])
@@ -123,7 +124,7 @@ def _kr(fit: MMEstResult, index: np.ndarray, lmats: list[np.ndarray], chunk: int
         for ch in design_chunks(fit, group, chunk):
             sigma2 = jnp.asarray(fit.sigma2_array[ch.index])
             beta = jnp.asarray(fit.beta_array[ch.index, :p])
-            ing = run_batched(_kr_ingredients_one, struct.kind, struct.shared, jnp.asarray(ch.x), sigma2)
+            ing = map_models(_kr_ingredients_one, struct, jnp.asarray(ch.x), sigma2)
             valid = ch.index[: ch.n_valid]
             for t, lmat in enumerate(lmats):
                 res = _kr_tests(beta, ing, jnp.asarray(lmat))
@@ -135,7 +136,7 @@ def _kr(fit: MMEstResult, index: np.ndarray, lmats: list[np.ndarray], chunk: int
 
 
 def anova_test(
-    fit: MMEstResult,
+    fit: FittedModels,
     tested_combination=None,
     type: str = "TypeIII",  # noqa: A002 - MM4LMM's argument name
     cofactor=None,

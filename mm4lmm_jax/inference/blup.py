@@ -6,25 +6,19 @@ components and fixed effects (the error component included, with ``Z = R = I``).
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..model.results import MMEstResult
 from .checks import check_same_data, require_fit
-from .structures import dense_covariance, model_design
+from .fitted import FittedModels
+from .structures import model_design, structure_of
 
 
-def _v_inverse_times(fit: MMEstResult, sigma2: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """``V^-1 r`` at ``sigma2``: through the fit's joint diagonalisation when it has one
-    (``V^-1 = T' diag(1 / (s1 d + s2)) T``), otherwise by a Cholesky solve."""
-    engine = fit.problem.engine
-    if fit.path == "rotated" and engine is not None:
-        t = np.asarray(engine.rotation.t)
-        d = np.asarray(engine.rotation.d)
-        return t.T @ ((t @ r) / (sigma2[0] * d + sigma2[1]))
-    v = dense_covariance(fit, sigma2)
-    chol = np.linalg.cholesky(0.5 * (v + v.T))
-    return np.linalg.solve(chol.T, np.linalg.solve(chol, r))
+def v_inverse_times(fit: FittedModels, sigma2: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``V^-1 r`` at ``sigma2`` through the fit's covariance structure."""
+    structure = structure_of(fit)
+    return np.asarray(structure.v_inv_times(jnp.asarray(sigma2), jnp.asarray(r)))
 
 
 def mmblup(
@@ -34,7 +28,7 @@ def mmblup(
     formula: str | None = None,
     z_list=None,
     var_list=None,
-    fit: MMEstResult | None = None,
+    fit: FittedModels | None = None,
     *,
     model: int | str = 0,
 ) -> dict[str, pd.Series]:
@@ -65,7 +59,7 @@ def mmblup(
     p = len(fit.coef_names[i])
     sigma2 = fit.sigma2_array[i]
     resid = prob.y - model_design(fit, i) @ fit.beta_array[i, :p]
-    v_inv_r = _v_inverse_times(fit, sigma2, resid)
+    v_inv_r = v_inverse_times(fit, sigma2, resid)
     comps = prob.components
     out = {}
     for k, name in enumerate(comps.names):

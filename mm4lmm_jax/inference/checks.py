@@ -11,17 +11,16 @@ import warnings
 
 import numpy as np
 
-from ..model.data import as_response, validate_components
+from ..model.data import as_response, subset_rows, validate_components
 from ..model.design import XNAME, cofactor_frame, marker_designs, null_design
-from ..model.estimate import _subset_rows
-from ..model.results import MMEstResult
+from .fitted import FittedModels
 from .structures import model_design
 
 _RTOL = 1e-8
 
 
-def require_fit(fit, func: str) -> MMEstResult:
-    if not isinstance(fit, MMEstResult):
+def require_fit(fit, func: str) -> FittedModels:
+    if not isinstance(fit, FittedModels):
         raise TypeError(f"{func}: fit must be the result of mmest (an MMEstResult), got {type(fit).__name__}")
     if fit.problem is None:
         raise ValueError(f"{func}: this result carries no data; refit it with mmest")
@@ -37,7 +36,7 @@ def _close(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def check_same_data(
-    fit: MMEstResult, func: str, *, y=None, cofactor=None, x=None, formula=None, var_list=None, z_list=None
+    fit: FittedModels, func: str, *, y=None, cofactor=None, x=None, formula=None, var_list=None, z_list=None
 ) -> None:
     """Raise ``ValueError`` when any data given differ from the fit's own."""
     prob = fit.problem
@@ -61,15 +60,15 @@ def check_same_data(
     elif z_list is not None:
         warnings.warn(f"{func}: z_list without var_list is ignored", stacklevel=3)
     if formula is not None or cofactor is not None:
-        spec = cofactor_frame(_subset_rows(cofactor, keep), n, _as_formula(formula))
+        spec = cofactor_frame(subset_rows(cofactor, keep), n, _as_formula(formula))
         design = null_design(spec, (XNAME,))
         if not _close(design.matrix, prob.null.matrix):
             raise _mismatch(func, "cofactor/formula", "a different fixed-effect design")
     if x is not None:
         if prob.markers is None:
             raise _mismatch(func, "x", "the fit has no marker models")
-        spec = cofactor_frame(_subset_rows(cofactor, keep), n, _as_formula(formula))
-        markers = marker_designs(_subset_rows(x, keep), spec, n)
+        spec = cofactor_frame(subset_rows(cofactor, keep), n, _as_formula(formula))
+        markers = marker_designs(subset_rows(x, keep), spec, n)
         if len(markers) != len(fit):
             raise _mismatch(func, "x", f"{len(markers)} models, the fit has {len(fit)}")
         for i in range(len(fit)):

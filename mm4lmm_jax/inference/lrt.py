@@ -14,21 +14,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..model.results import MMEstResult, ModelFit
+from .fitted import FittedModel, FittedModels
 from .wald import chi2_sf
 
 
 def _as_table(fit, role: str):
     """(names, coef names, component names, loglik (m,), method, n_obs, y or None)."""
-    if isinstance(fit, ModelFit):
+    if isinstance(fit, FittedModel):
         return [fit.name], [list(fit.beta.index)], list(fit.sigma2.index), np.array([fit.loglik]), fit.method, fit.n_obs
-    if isinstance(fit, MMEstResult):
+    if isinstance(fit, FittedModels):
         return list(fit.names), fit.coef_names, list(fit.component_names), fit.loglik_array, fit.method, fit.n_obs
     raise TypeError(f"{role} must be a ModelFit or an MMEstResult, got {type(fit).__name__}")
 
 
 def _same_data(null, alt) -> bool:
-    if isinstance(null, MMEstResult) and isinstance(alt, MMEstResult):
+    if isinstance(null, FittedModels) and isinstance(alt, FittedModels):
         a, b = null.problem, alt.problem
         if a is not None and b is not None:
             return a.y.shape == b.y.shape and np.allclose(a.y, b.y, rtol=1e-12, atol=0)

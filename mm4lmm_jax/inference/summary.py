@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..model.results import ModelFit
+from .fitted import FittedModel
+from .structures import components_at_zero
+from .vcov import information_array
 from .wald import chi2_sf
 
 
@@ -50,7 +52,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def summarize(fit: ModelFit) -> Summary:
+def summarize(fit: FittedModel) -> Summary:
     """Build the :class:`Summary` of ``fit`` (variance-component SEs need ``fit.source``)."""
     beta = fit.beta.to_numpy()
     se = fit.se.to_numpy()
@@ -60,8 +62,6 @@ def summarize(fit: ModelFit) -> Summary:
     var = fit.sigma2.to_numpy()
     var_se = np.full(var.size, np.nan)
     if fit.source is not None and fit.source.problem is not None:
-        from .vcov import information_array
-
         info = information_array(fit.source, "expected", [fit.position])[0]
         try:
             var_se = np.sqrt(np.diag(np.linalg.inv(info)))
@@ -83,8 +83,6 @@ def summarize(fit: ModelFit) -> Summary:
         "Iterations": fit.n_iter,
         "Converged": fit.converged,
     }
-    from .structures import components_at_zero
-
     at_zero = [str(fit.sigma2.index[k]) for k in components_at_zero(var)]
     notes = ()
     if at_zero:

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ..core.batch import map_models
 from ..core.information import average_information, expected_information, observed_information
 from ..errors import BoundaryWarning
-from ..model.results import MMEstResult
 from .checks import check_same_data, require_fit
-from .structures import components_at_zero, design_chunks, layout_groups, model_design, run_batched, structures_for
+from .fitted import FittedModels
+from .structures import components_at_zero, design_chunks, layout_groups, model_design, structures_for
 
 _INFORMATION = {"expected": "expected", "fisher": "expected", "ai": "ai", "average": "ai", "observed": "observed"}
 
@@ -56,7 +57,7 @@ def _observed_ml(quad, p, sigma2, n):
     return observed_information(quad, sigma2, n, p, "ml")
 
 
-def information_array(fit: MMEstResult, information: str = "expected", models=None, chunk: int = 256) -> np.ndarray:
+def information_array(fit: FittedModels, information: str = "expected", models=None, chunk: int = 256) -> np.ndarray:
     """Information matrices (m, K, K) of the variance components for ``models`` (default:
     all), in batched calls; ``information`` is ``"expected"``, ``"ai"`` or ``"observed"``."""
     index = np.arange(len(fit)) if models is None else np.asarray(models, dtype=int)
@@ -72,18 +73,18 @@ def information_array(fit: MMEstResult, information: str = "expected", models=No
                 x = jnp.asarray(ch.x)
                 if information == "expected":
                     fn = _expected_reml if fit.method == "reml" else _expected_ml
-                    res = run_batched(fn, struct.kind, struct.shared, x, sigma2)
+                    res = map_models(fn, struct, x, sigma2)
                 elif information == "ai":
-                    res = run_batched(_average, struct.kind, struct.shared, x, sigma2)
+                    res = map_models(_average, struct, x, sigma2)
                 else:
                     fn = _observed_reml if fit.method == "reml" else _observed_ml
-                    n = jnp.full((len(ch.index),), struct.n)
-                    res = run_batched(fn, struct.kind, struct.shared, x, sigma2, n)
+                    n = jnp.full((len(ch.index),), fit.problem.y.shape[0])
+                    res = map_models(fn, struct, x, sigma2, n)
                 out[ch.index[: ch.n_valid]] = np.asarray(res)[: ch.n_valid]
     return out[index]
 
 
-def _mm4lmm_expected(fit: MMEstResult, i: int) -> np.ndarray:
+def _mm4lmm_expected(fit: FittedModels, i: int) -> np.ndarray:
     """MM4LMM 3.0.3's ``MMVcov(information="Expected")`` matrix, dense algebra (see
     ``convention`` in :func:`mmvcov`)."""
     covs = fit.problem.components.covariances()
@@ -101,7 +102,7 @@ def _mm4lmm_expected(fit: MMEstResult, i: int) -> np.ndarray:
 
 
 def mmvcov(
-    fit: MMEstResult,
+    fit: FittedModels,
     y=None,
     cofactor=None,
     formula: str | None = None,

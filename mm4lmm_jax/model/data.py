@@ -217,6 +217,20 @@ def validate_components(var_list, z_list, n: int) -> Components:
     return Components(names, v_list, zs, levels)
 
 
+def subset_rows(obj, keep: np.ndarray):
+    """``obj`` (array, DataFrame/Series, or a list/dict of them) restricted to the rows ``keep``
+    (bool (n,)); None and all-True masks return ``obj`` itself."""
+    if obj is None or keep.all():
+        return obj
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        return obj.iloc[keep]
+    if isinstance(obj, Mapping):
+        return {k: subset_rows(v, keep) for k, v in obj.items()}
+    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
+        return [subset_rows(v, keep) for v in obj]
+    return np.asarray(obj)[keep]
+
+
 def drop_missing(y: np.ndarray, what: str = "y") -> np.ndarray:
     """Boolean mask of the observations kept; warns when some are dropped."""
     keep = ~np.isnan(y)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.expansion import (
+from .expansion import (
     WordSet,
     form_coefficients,
     logdet_series,
@@ -30,8 +30,9 @@ from ..core.expansion import (
     spectral_scales,
     word_set,
 )
-from ..core.fit import FitOutput
-from ..core.newton_scan import (
+from .fit import FitOutput
+from .iterate import Solution, Status, status_of
+from .newton_scan import (
     PSI_BOUNDS,
     Estimates,
     Expansion,
@@ -42,7 +43,7 @@ from ..core.newton_scan import (
     newton_surrogate,
     surrogate_loglik,
 )
-from .data import is_identity
+from .structures import Structure
 
 ORDER = 4  # words up to length 4: forms exact to degree 9 in the offsets
 LOGDET_ORDER = 10
@@ -50,85 +51,39 @@ R_MAX = 0.05  # r^(2 ORDER + 2) <= 1e-13: series error far below the optimum's s
 FALLBACK_BATCH = 8
 
 
-def henderson_form_possible(comps, n_cof: int) -> bool:
-    """Henderson form: the random levels fewer than the observations left, every ``R_k``
-    and the last covariance positive definite."""
-    n = comps.covariances()[-1].shape[0]
-    q = sum(v.shape[0] for v in comps.v_list[:-1])
-    return q + n_cof < n and comps.henderson_covariances_pd()
-
-
 class NewtonScan:
     """Shared set-up of an exact ``K >= 3`` scan (see the module docstring).
 
     Parameters
     ----------
-    y : (n,) response.  comps : validated components (last = the profiled one).
-    form : ``"henderson"`` or ``"dense"``.  method : ``"reml"`` or ``"ml"``.
+    y : (n,) response.  structure : a prepared :class:`~.structures.Henderson` or
+    :class:`~.structures.Dense` (the family ``A(psi)`` of the last component's ratios).
+    method : ``"reml"`` or ``"ml"``.
     """
 
-    def __init__(self, y: np.ndarray, comps, form: str, method: str):
+    def __init__(self, y: np.ndarray, structure: Structure, method: str):
         self.method = method
-        self.form = form
+        self.structure = structure
+        self.inverse_ratio = type(structure).newton_inverse_ratio
         self.n = y.shape[0]
-        self.k = len(comps.names) - 1
-        covs = comps.covariances()
-        if form == "henderson":
-            last = np.asarray(covs[-1], float)
-            self.whiten = not is_identity(last)
-            if self.whiten:
-                chol = np.linalg.cholesky(0.5 * (last + last.T))
-                self.l_inv = np.linalg.solve(chol, np.eye(self.n))
-                logdet_r = 2.0 * np.sum(np.log(np.diag(chol)))
-            else:
-                self.l_inv, logdet_r = None, 0.0
-            blocks = []
-            for z, g in zip(comps.z_list[:-1], comps.v_list[:-1]):
-                z = np.eye(self.n) if z is None else np.asarray(z, float)
-                c = np.linalg.cholesky(0.5 * (np.asarray(g, float) + np.asarray(g, float).T))
-                blocks.append(self._w(z @ c))
-            zt = np.concatenate(blocks, axis=1)
-            sizes = [b.shape[1] for b in blocks]
-            masks = np.zeros((self.k, zt.shape[1]))
-            start = 0
-            for j, size in enumerate(sizes):
-                masks[j, start : start + size] = 1.0
-                start += size
-            self.zt = jnp.asarray(zt)
-            self.fam = Family(
-                jnp.asarray(zt.T @ zt), jnp.asarray(masks), jnp.asarray(-1.0), jnp.asarray(sizes, float),
-                jnp.asarray(logdet_r),
-            )  # fmt: skip
-        else:
-            self.whiten, self.l_inv, self.zt = False, None, None
-            stack = np.stack([np.asarray(c, float) for c in covs])
-            self.fam = Family(
-                jnp.asarray(stack[-1]), jnp.asarray(stack[:-1]), jnp.asarray(1.0), jnp.zeros(self.k), jnp.asarray(0.0)
-            )
+        self.fam = structure.family()
+        self.k = self.fam.q.shape[0]
         self.y = np.asarray(y, float)
 
     # -------------------------------------------------------------- columns
-    def _w(self, a: np.ndarray) -> np.ndarray:
-        return self.l_inv @ a if self.whiten else a
-
     def columns(self, a: np.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """``h`` (d, c) and the whitened columns (n, c) (dense form: ``a`` itself)."""
-        a_w = jnp.asarray(self._w(np.asarray(a, float)))
-        if self.form == "henderson":
-            return self.zt.T @ a_w, a_w
-        return a_w, a_w
+        """``h`` (d, c) and the columns in the family's coordinates (n, c)."""
+        return self.structure.newton_columns(a)
 
     def s_matrix(self, a_w, b_w):
-        """``a_w' b_w`` in Henderson form, zeros in dense form."""
-        if self.form == "henderson":
-            return a_w.T @ b_w
-        return jnp.zeros((a_w.shape[1], b_w.shape[1]))
+        """The part of ``[X|y]' V^-1 [X|y]`` outside the family (zeros in dense form)."""
+        return self.structure.newton_cross(a_w, b_w)
 
     # -------------------------------------------------------------- psi <-> sigma2
     def psi_from_sigma2(self, sigma2: np.ndarray) -> np.ndarray:
         sigma2 = np.maximum(np.asarray(sigma2, float), 1e-300)
         ratio = sigma2[:-1] / sigma2[-1]
-        psi = 1.0 / ratio if self.form == "henderson" else ratio
+        psi = 1.0 / ratio if self.inverse_ratio else ratio
         return np.clip(psi, np.exp(PSI_BOUNDS[0]), np.exp(PSI_BOUNDS[1]))
 
     # -------------------------------------------------------------- exact fits
@@ -146,7 +101,9 @@ class NewtonScan:
         pad = FALLBACK_BATCH - len(hs)
         skip = jnp.asarray(np.arange(FALLBACK_BATCH) >= len(hs))
         stack = [jnp.stack([*a, *[a[-1]] * pad]) for a in (t0s, hs, ss)]
-        out, t = _exact_batch(*stack[:1], self.fam, *stack[1:], skip, n=self.n, method=self.method, form=self.form)
+        out, t = _exact_batch(
+            *stack[:1], self.fam, *stack[1:], skip, n=self.n, method=self.method, inverse_ratio=self.inverse_ratio
+        )
         return jax.device_get(out), jax.device_get(t)
 
     # -------------------------------------------------------------- the scan
@@ -168,11 +125,10 @@ class NewtonScan:
         chunk = max(1, min(chunk, 1 << max(m - 1, 0).bit_length()))  # few distinct compiled shapes
         outs, valid = [], []
         args = (
-            self.fam, self.expansion, self.a0_inv, self.e_scaled, self.shared_words, self.shared_coef,
-            self.shared_s, self.shared_w, self.zt if self.zt is not None else jnp.zeros((0, 0)),
-            jnp.asarray(self.l_inv) if self.whiten else jnp.zeros((0, 0)), jnp.asarray(R_MAX),
+            self.structure, self.fam, self.expansion, self.a0_inv, self.e_scaled, self.shared_words,
+            self.shared_coef, self.shared_s, self.shared_w, jnp.asarray(R_MAX),
         )  # fmt: skip
-        static = dict(n=self.n, method=self.method, p0=self.p0, form=self.form, whiten=self.whiten)
+        static = dict(n=self.n, method=self.method, p0=self.p0)
         for start in range(0, m, chunk):
             block = extra[start : start + chunk]
             if block.shape[0] < chunk:
@@ -198,9 +154,9 @@ class NewtonScan:
             sel = idx[start : start + FALLBACK_BATCH]
             hs, ss = [], []
             for i in sel:
-                g_w = self._w(np.asarray(extra[i], float))
-                f_w = jnp.asarray(np.column_stack([base[:, : self.p0], g_w, base[:, self.p0 :]]))
-                hs.append(self.zt.T @ f_w if self.form == "henderson" else f_w)
+                _, g_w = self.columns(extra[i])
+                f_w = jnp.asarray(np.column_stack([base[:, : self.p0], np.asarray(g_w), base[:, self.p0 :]]))
+                hs.append(self.structure.newton_h(f_w))
                 ss.append(self.s_matrix(f_w, f_w))
             out, _ = self._exact([self.log_psi0] * sel.size, hs, ss)
             for field, values in zip(fits, out):
@@ -221,8 +177,8 @@ class NewtonFitPath:
 
     name = "Newton on the expansion around the null optimum"
 
-    def __init__(self, y: np.ndarray, comps, form: str, method: str):
-        self.scan = NewtonScan(y, comps, form, method)
+    def __init__(self, y: np.ndarray, structure: Structure, method: str):
+        self.scan = NewtonScan(y, structure, method)
         self._centre: tuple | None = None
         self._optima: dict[bytes, np.ndarray] = {}  # design bytes -> log psi of its exact optimum
 
@@ -239,15 +195,11 @@ class NewtonFitPath:
         extra: np.ndarray,
         sigma0: np.ndarray,
         *,
-        crit_var: float | None = None,
-        crit_loglik: float | None = None,
-        max_iter: int | None = None,
         chunk_size: int | None = None,
         progress: Callable | None = None,
     ) -> FitOutput:
         """Models ``[base | extra[i]]`` (extra (m, n, p1)), centred at the optimum of the
         model ``base`` (or at ``sigma0`` when ``base`` has no column)."""
-        del crit_var, crit_loglik, max_iter
         base = np.asarray(base, float)
         log_psi0 = np.log(self.scan.psi_from_sigma2(sigma0))
         if base.shape[1]:
@@ -261,7 +213,7 @@ class NewtonFitPath:
         return self.scan.fit(np.asarray(extra, float), chunk_size or DEFAULT_CHUNK, progress)
 
 
-def _estimates_to_fit(est: Estimates, sigma2, n_iter, converged) -> FitOutput:
+def _estimates_to_fit(est: Estimates, sigma2, sol: Solution) -> FitOutput:
     var_beta = est.s2 * est.cov_unscaled
     finite = (
         jnp.all(jnp.isfinite(sigma2))
@@ -269,11 +221,11 @@ def _estimates_to_fit(est: Estimates, sigma2, n_iter, converged) -> FitOutput:
         & jnp.all(jnp.isfinite(var_beta))
         & jnp.isfinite(est.loglik)
     )
-    return FitOutput(sigma2, est.beta, var_beta, est.loglik, n_iter, converged & finite, finite)
+    return FitOutput(sigma2, est.beta, var_beta, est.loglik, sol.n_steps, status_of(sol.status == Status.OK, finite))
 
 
-def _sigma2(psi, s2, form: str):
-    ratio = 1.0 / psi if form == "henderson" else psi
+def _sigma2(psi, s2, inverse_ratio: bool):
+    ratio = 1.0 / psi if inverse_ratio else psi
     return jnp.concatenate([ratio * s2, s2[None]])
 
 
@@ -294,8 +246,8 @@ def _centre(fam: Family, log_psi0, h, *, k: int):
     return expansion, a0_inv, e_scaled, words, form_coefficients(words, words, k, ORDER)
 
 
-@partial(jax.jit, static_argnames=("n", "method", "form"))
-def _exact_batch(t0, fam: Family, h, s, skip, *, n: int, method: str, form: str):
+@partial(jax.jit, static_argnames=("n", "method", "inverse_ratio"))
+def _exact_batch(t0, fam: Family, h, s, skip, *, n: int, method: str, inverse_ratio: bool):
     """Exact Newton fits of a batch, one model after the other (``lax.map``: XLA's CPU
     runtime has been seen to stall on a vmapped loop of large Cholesky factorisations);
     models flagged in ``skip`` (padding) cost nothing."""
@@ -303,22 +255,23 @@ def _exact_batch(t0, fam: Family, h, s, skip, *, n: int, method: str, form: str)
     def one(args):
         t_start, h_i, s_i, skip_i = args
         res = newton_exact(t_start, fam, h_i, s_i, n, method, skip=skip_i)
-        est = exact_loglik(res.x, fam, h_i, s_i, n, method)
-        return _estimates_to_fit(est, _sigma2(jnp.exp(res.x), est.s2, form), res.n_iter, res.converged), res.x
+        est = exact_loglik(res.value, fam, h_i, s_i, n, method)
+        return _estimates_to_fit(est, _sigma2(jnp.exp(res.value), est.s2, inverse_ratio), res), res.value
 
     return jax.lax.map(one, (t0, h, s, skip))
 
 
-@partial(jax.jit, static_argnames=("n", "method", "p0", "form", "whiten"))
+@partial(jax.jit, static_argnames=("n", "method", "p0"))
 def _surrogate_chunk(
-    extra, fam: Family, exp_: Expansion, a0_inv, e_scaled, shared: WordSet, shared_coef, shared_s, shared_w, zt,
-    l_inv, r_max, *, n: int, method: str, p0: int, form: str, whiten: bool,
+    extra, structure: Structure, fam: Family, exp_: Expansion, a0_inv, e_scaled, shared: WordSet, shared_coef,
+    shared_s, shared_w, r_max, *, n: int, method: str, p0: int,
 ):  # fmt: skip
     c, _, p1 = extra.shape
     k = exp_.psi0.shape[0]
-    g_w = jnp.einsum("ij,cjp->cip", l_inv, extra) if whiten else extra
+    inverse_ratio = type(structure).newton_inverse_ratio
+    g_w = structure.transform(extra)
     flat = jnp.transpose(g_w, (1, 0, 2)).reshape(n, c * p1)
-    h = zt.T @ flat if form == "henderson" else flat
+    h = structure.newton_h(flat)
     words_all = word_set(a0_inv, e_scaled, h, ORDER)
 
     def per_model(x):  # (..., c * p1) -> (c, ..., p1)
@@ -327,7 +280,7 @@ def _surrogate_chunk(
     mine = WordSet(per_model(words_all.h), per_model(words_all.u), per_model(words_all.eu))
     coef_gs = jax.vmap(lambda w: form_coefficients(w, shared, k, ORDER))(mine)  # (c, n_mono, p1, p0 + 1)
     coef_gg = jax.vmap(lambda w: form_coefficients(w, w, k, ORDER))(mine)  # (c, n_mono, p1, p1)
-    if form == "henderson":
+    if inverse_ratio:
         s_gs = jnp.einsum("cip,iq->cpq", g_w, shared_w)
         s_gg = jnp.einsum("cip,ciq->cpq", g_w, g_w)
     else:
@@ -346,13 +299,13 @@ def _surrogate_chunk(
         coef = assemble(shared_coef, cgs, cgg)
         s_mat = assemble(shared_s, sgs, sgg)
         res = newton_surrogate(s_mat, coef, form_exps, exp_, ld_exps, fam, n, method, r_max=r_max, tol=1e-10)
-        est = surrogate_loglik(res.x, s_mat, coef, form_exps, exp_, ld_exps, fam, n, method)
-        psi = exp_.psi0 + res.x / exp_.lam
-        fit = _estimates_to_fit(est, _sigma2(psi, est.s2, form), res.n_iter, res.converged)
-        inside = jnp.sum(jnp.abs(res.x)) < r_max
+        est = surrogate_loglik(res.value, s_mat, coef, form_exps, exp_, ld_exps, fam, n, method)
+        psi = exp_.psi0 + res.value / exp_.lam
+        fit = _estimates_to_fit(est, _sigma2(psi, est.s2, inverse_ratio), res)
+        inside = jnp.sum(jnp.abs(res.value)) < r_max
         return fit, fit.converged & inside
 
     return jax.vmap(one)(coef_gs, coef_gg, s_gs, s_gg)
 
 
-__all__ = ["NewtonFitPath", "NewtonScan", "henderson_form_possible"]
+__all__ = ["NewtonFitPath", "NewtonScan"]

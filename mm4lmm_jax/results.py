@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .inference.summary import summarize
+
 
 @dataclass(frozen=True, eq=False)
 class ModelFit:
@@ -51,8 +53,6 @@ class ModelFit:
     def summary(self):
         """A readable summary (estimates, SEs, Wald tests, variance components with SEs,
         log-likelihood, AIC/BIC, iterations, convergence); ``print()`` it."""
-        from ..inference.summary import summarize
-
         return summarize(self)
 
     @property
@@ -76,7 +76,9 @@ class MMEstResult(Sequence):
     :class:`ModelFit`.  Stacked arrays for scans: ``sigma2_array`` (m, K), ``beta_array``
     (m, p_max) (NaN where a model has fewer coefficients), ``var_beta_array``
     (m, p_max, p_max), ``loglik_array`` (m,), ``n_iter_array`` (m,), ``converged_array`` (m,).
-    ``path`` the covariance structure used by inference; ``algorithm`` ``"mm"`` or ``"newton"``.
+    ``structure`` the covariance structure of the fit (``"single"``, ``"rotated"``,
+    ``"henderson"`` or ``"dense"``; ``path`` is its former name); ``algorithm`` ``"mm"`` or
+    ``"newton"``.
     """
 
     names: list[str]
@@ -93,7 +95,7 @@ class MMEstResult(Sequence):
     n_obs: int
     attrs: list[np.ndarray]
     factors: list[str]
-    path: str
+    structure: str
     problem: Any = field(default=None, repr=False, compare=False)
     algorithm: str = "mm"
 
@@ -134,6 +136,11 @@ class MMEstResult(Sequence):
             position=i,
         )
 
+    @property
+    def path(self) -> str:
+        """Former name of :attr:`structure` (kept for code written against earlier versions)."""
+        return self.structure
+
     def keys(self) -> list[str]:
         return list(self.names)
 
@@ -169,6 +176,6 @@ class MMEstResult(Sequence):
 
     def __repr__(self) -> str:
         return (
-            f"MMEstResult({len(self)} model(s), method={self.method!r}, path={self.path!r}, "
+            f"MMEstResult({len(self)} model(s), method={self.method!r}, structure={self.structure!r}, "
             f"components={self.component_names}, converged={int(self.converged_array.sum())}/{len(self)})"
         )

@@ -3,85 +3,71 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from ..core.fit import FitOutput
-from ..core.likelihood import LOG_2PI
-from ..errors import ConvergenceWarning, NumericalError
-from .data import (
+from .core.batch import fit_models
+from .core.fit import FitOutput
+from .core.iterate import Stopping
+from .core.likelihood import LOG_2PI
+from .core.newton_path import NewtonFitPath
+from .core.structures import Structure, choose, choose_newton
+from .errors import ConvergenceWarning, NumericalError
+from .model.data import (
     Components,
     as_response,
     drop_missing,
     is_positive_definite,
     normalise_method,
+    subset_rows,
     validate_components,
 )
-from .design import XNAME, Design, MarkerDesigns, cofactor_frame, marker_designs, null_design
-from .newton_path import NewtonFitPath, henderson_form_possible
-from .paths import DensePath, FitPath, HendersonPath, RotatedPath, SinglePath
+from .model.design import XNAME, Design, MarkerDesigns, cofactor_frame, marker_designs, null_design
 from .results import MMEstResult
 
 
 @dataclass(frozen=True)
 class Problem:
-    """What a fit was computed from (kept on the result for later inference)."""
+    """What a fit was computed from (kept on the result for later inference): the response,
+    components and designs, and the prepared covariance ``structure``."""
 
     y: np.ndarray
     components: Components
     null: Design
     markers: MarkerDesigns | None
     keep: np.ndarray
-    engine: FitPath | None = None
+    structure: Structure
     y_names: list[str] | None = None
 
 
-def _subset_rows(obj, keep: np.ndarray):
-    if obj is None or keep.all():
-        return obj
-    if isinstance(obj, (pd.DataFrame, pd.Series)):
-        return obj.iloc[keep]
-    if isinstance(obj, Mapping):
-        return {k: _subset_rows(v, keep) for k, v in obj.items()}
-    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
-        return [_subset_rows(v, keep) for v in obj]
-    return np.asarray(obj)[keep]
+def _prepare(cls: type[Structure], y: np.ndarray, comps: Components) -> Structure:
+    return cls.prepare(y, comps.z_list, comps.v_list, comps.covariances())
 
 
-def choose_path(comps: Components, method: str, henderson: bool | None, n_cof: int) -> str:
-    """MM4LMM's choice of algorithm: ``single``, ``rotated``, ``henderson`` or ``dense``."""
-    k = len(comps.names)
-    if k == 1:
-        return "single"
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        warnings.warn(note, stacklevel=4)
+
+
+def choose_structure(comps: Components, method: str, henderson: bool | None, n_cof: int) -> type[Structure]:
+    """MM4LMM's choice of covariance structure for the MM fits (warns where a request is
+    overridden)."""
     covs_last = comps.covariances()[-1]
-    if k == 2:
-        return "rotated" if is_positive_definite(covs_last) else "dense"
-    if method == "ml":
-        if henderson:
-            warnings.warn("Henderson's trick is not available for ML; the dense path is used", stacklevel=3)
-        return "dense"
+    k = len(comps.names)
     q = sum(v.shape[0] for v in comps.v_list[:-1])
-    use = henderson if henderson is not None else covs_last.shape[0] > q + n_cof
-    if use and not comps.henderson_covariances_pd():
-        if henderson:
-            warnings.warn(
-                "Henderson's equations need positive-definite covariance matrices; the dense path is used",
-                stacklevel=3,
-            )
-        use = False
-    return "henderson" if use else "dense"
-
-
-def _make_path(path: str, y: np.ndarray, comps: Components, method: str) -> FitPath:
-    if path == "henderson":
-        n = y.shape[0]
-        z_list = [np.eye(n) if z is None else z for z in comps.z_list[:-1]]
-        return HendersonPath(y, z_list, comps.v_list[:-1], comps.covariances()[-1], method)
-    cls = {"single": SinglePath, "rotated": RotatedPath, "dense": DensePath}[path]
-    return cls(y, comps.covariances(), method)
+    cls, notes = choose(
+        k,
+        method,
+        is_positive_definite(covs_last) if k == 2 else True,
+        covs_last.shape[0],
+        q,
+        n_cof,
+        comps.henderson_covariances_pd() if k >= 3 else True,
+        henderson,
+    )
+    _notes(notes)
+    return cls
 
 
 NEWTON_CRIT = 1e-6  # "auto" uses Newton for K >= 3 scans asked to converge at least this tightly
@@ -102,18 +88,13 @@ def choose_algorithm(algorithm: str, k: int, scan: bool, crit_var: float, crit_l
     return algorithm
 
 
-def _newton_form(comps: Components, henderson: bool | None, n_cof: int) -> str:
-    if henderson is False:
-        return "dense"
-    if henderson_form_possible(comps, n_cof):
-        return "henderson"
-    if henderson:
-        warnings.warn(
-            "Henderson's equations need sum(q_k) + p < n and positive-definite covariance matrices; "
-            "the dense form is used",
-            stacklevel=3,
-        )
-    return "dense"
+def _newton_structure(comps: Components, henderson: bool | None, n_cof: int) -> type[Structure]:
+    n = comps.covariances()[-1].shape[0]
+    q = sum(v.shape[0] for v in comps.v_list[:-1])
+    pd_ok = q + n_cof < n and comps.henderson_covariances_pd()
+    cls, notes = choose_newton(n, q, n_cof, pd_ok, henderson)
+    _notes(notes)
+    return cls
 
 
 def mmest(
@@ -155,10 +136,10 @@ def mmest(
         null model's estimates.
     crit_var, crit_loglik, max_iter : MM4LMM's stopping rule.
     verbose : show a progress bar for scans of several chunks.
-    chunk_size : marker models per compiled batch (default depends on the path).
+    chunk_size : marker models per compiled batch (default depends on the structure).
     algorithm : ``"mm"`` (MM4LMM's iterations), ``"newton"`` (``K >= 3`` only: every model at
         its exact optimum by Newton's method; marker models share one expansion around the
-        null optimum, see :mod:`mm4lmm_jax.model.newton_path`; ``crit_var``, ``crit_loglik``
+        null optimum, see :mod:`mm4lmm_jax.core.newton_path`; ``crit_var``, ``crit_loglik``
         and ``max_iter`` do not apply and ``n_iter`` counts Newton steps) or ``"auto"``
         (Newton for ``K >= 3`` marker scans with both criteria ``<= 1e-6``, MM otherwise).
 
@@ -168,10 +149,7 @@ def mmest(
         One :class:`ModelFit` per model (``"NullModel"`` when ``x`` is None).
     """
     method = normalise_method(method)
-    if not (crit_var > 0 and crit_loglik > 0):
-        raise ValueError(f"crit_var and crit_loglik must be > 0, got {crit_var}, {crit_loglik}")
-    if int(max_iter) != max_iter or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    stopping = Stopping(crit_var, crit_loglik, max_iter)
     if formula is not None:
         formula = formula.strip()
         if not formula.startswith("~"):
@@ -182,8 +160,8 @@ def mmest(
     keep = drop_missing(y_all)
     y_arr = y_all[keep]
     comps = comps.drop_rows(keep)
-    cofactor = _subset_rows(cofactor, keep)
-    x = _subset_rows(x, keep)
+    cofactor = subset_rows(cofactor, keep)
+    x = subset_rows(x, keep)
     n = y_arr.size
     k = len(comps.names)
     if y_names is not None:
@@ -203,15 +181,21 @@ def mmest(
     n_cof = spec.frame.shape[1]
     algorithm = choose_algorithm(algorithm, k, markers is not None, crit_var, crit_loglik)
     newton = algorithm == "newton"
-    path_name = choose_path(comps, method, henderson if not (newton and method == "ml") else None, n_cof)
-    path = _make_path(path_name, y_arr, comps, method)
-    fitter = NewtonFitPath(y_arr, comps, _newton_form(comps, henderson, n_cof), method) if newton else path
-    crit = dict(crit_var=crit_var, crit_loglik=crit_loglik, max_iter=int(max_iter))
+    cls = choose_structure(comps, method, henderson if not (newton and method == "ml") else None, n_cof)
+    structure = _prepare(cls, y_arr, comps)
+    if newton:
+        newton_cls = _newton_structure(comps, henderson, n_cof)
+        newton_structure = structure if newton_cls is cls else _prepare(newton_cls, y_arr, comps)
+        fitter = NewtonFitPath(y_arr, newton_structure, method)
+    else:
+        fitter = _MMFitter(structure, method, stopping)
 
     sigma0 = init if init is not None else np.full(k, np.var(y_arr, ddof=1) / k)
     empty = np.zeros((1, n, 0))
     if markers is None or init is None:
-        null_fit = _fit_null(path, fitter if newton else None, null.matrix, empty, sigma0, crit)
+        null_fit = _fit_null(
+            _MMFitter(structure, method, stopping), fitter if newton else None, null.matrix, empty, sigma0
+        )
         _check_finite(null_fit, ["NullModel"])
     if markers is None:
         return _result(
@@ -221,8 +205,7 @@ def mmest(
             comps,
             method,
             n,
-            path_name,
-            Problem(y_arr, comps, null, None, keep, path, y_names),
+            Problem(y_arr, comps, null, None, keep, structure, y_names),
             algorithm,
         )
     if init is None:
@@ -230,7 +213,7 @@ def mmest(
 
     bar = _progress(len(markers), verbose)
     try:
-        fits, designs = _fit_markers(fitter, markers, sigma0, crit, chunk_size, bar)
+        fits, designs = _fit_markers(fitter, markers, sigma0, chunk_size, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -242,22 +225,42 @@ def mmest(
         comps,
         method,
         n,
-        path_name,
-        Problem(y_arr, comps, null, markers, keep, path, y_names),
+        Problem(y_arr, comps, null, markers, keep, structure, y_names),
         algorithm,
     )
 
 
-def _fit_null(path: FitPath, newton: NewtonFitPath | None, design, empty, sigma0, crit) -> FitOutput:
+@dataclass(frozen=True)
+class _MMFitter:
+    """MM fits of batches of models on one structure (the interface of :class:`NewtonFitPath`)."""
+
+    structure: Structure
+    method: str
+    stopping: Stopping
+
+    def fit(self, base, extra, sigma0, *, chunk_size=None, progress=None) -> FitOutput:
+        return fit_models(
+            self.structure,
+            base,
+            extra,
+            sigma0,
+            method=self.method,
+            stopping=self.stopping,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+
+
+def _fit_null(mm: _MMFitter, newton: NewtonFitPath | None, design, empty, sigma0) -> FitOutput:
     """The null model by MM, or by exact Newton (started from MM's fit if it fails from
     ``sigma0``)."""
     if newton is None:
-        return path.fit(design, empty, sigma0, **crit)
+        return mm.fit(design, empty, sigma0)
     fit = newton.fit_null(design, sigma0)
     if not bool(fit.converged[0]):
-        mm = path.fit(design, empty, sigma0, **crit)
-        if bool(mm.finite[0]):
-            fit = newton.fit_null(design, mm.sigma2[0])
+        start = mm.fit(design, empty, sigma0)
+        if bool(start.finite[0]):
+            fit = newton.fit_null(design, start.sigma2[0])
     return fit
 
 
@@ -271,10 +274,10 @@ def _progress(total: int, verbose: bool):
     return tqdm(total=total, unit="model", desc="mmest")
 
 
-def _fit_markers(path: FitPath, markers: MarkerDesigns, sigma0, crit, chunk_size, bar):
+def _fit_markers(fitter, markers: MarkerDesigns, sigma0, chunk_size, bar):
     update = bar.update if bar is not None else None
     if markers.extra is not None:
-        fits = path.fit(markers.base.matrix, markers.extra, sigma0, chunk_size=chunk_size, progress=update, **crit)
+        fits = fitter.fit(markers.base.matrix, markers.extra, sigma0, chunk_size=chunk_size, progress=update)
         base = markers.base
         design = Design(
             np.empty((0, 0)),
@@ -291,7 +294,7 @@ def _fit_markers(path: FitPath, markers: MarkerDesigns, sigma0, crit, chunk_size
     n = designs[0].matrix.shape[0]
     for idx in groups.values():
         stack = np.stack([designs[i].matrix for i in idx])
-        out = path.fit(np.zeros((n, 0)), stack, sigma0, chunk_size=chunk_size, progress=update, **crit)
+        out = fitter.fit(np.zeros((n, 0)), stack, sigma0, chunk_size=chunk_size, progress=update)
         for j, i in enumerate(idx):
             parts[i] = FitOutput(*(np.asarray(a)[j] for a in out))
     return [parts[i] for i in range(len(designs))], designs
@@ -320,13 +323,13 @@ def _check_finite(fits, names) -> None:
         )
 
 
-def _result(names, designs, fits, comps, method, n, path, problem, algorithm: str = "mm") -> MMEstResult:
+def _result(names, designs, fits, comps, method, n, problem, algorithm: str = "mm") -> MMEstResult:
     if isinstance(fits, list):  # per-model designs: one FitOutput row per model
         sigma2 = np.stack([f.sigma2 for f in fits])
         betas = [f.beta for f in fits]
         vbs = [f.var_beta for f in fits]
         loglik = np.array([f.loglik for f in fits])
-        n_iter = np.array([f.n_iter for f in fits])
+        n_iter = np.array([f.n_steps for f in fits])
         conv = np.array([f.converged for f in fits])
     else:
         sigma2, betas, vbs, loglik, n_iter, conv = (
@@ -334,7 +337,7 @@ def _result(names, designs, fits, comps, method, n, path, problem, algorithm: st
             list(np.asarray(fits.beta)),
             list(np.asarray(fits.var_beta)),
             np.asarray(fits.loglik),
-            np.asarray(fits.n_iter),
+            np.asarray(fits.n_steps),
             np.asarray(fits.converged),
         )
     if len(designs) == 1 and len(names) > 1:
@@ -371,10 +374,10 @@ def _result(names, designs, fits, comps, method, n, path, problem, algorithm: st
         n_obs=n,
         attrs=[d.attr for d in designs],
         factors=list(designs[0].factors),
-        path=path,
+        structure=problem.structure.key,
         problem=problem,
         algorithm=algorithm,
     )
 
 
-__all__ = ["choose_algorithm", "choose_path", "mmest"]
+__all__ = ["choose_algorithm", "choose_structure", "mmest"]

@@ -7,10 +7,10 @@ profiled out; the remaining ``K' = K - 1`` parameters ``psi`` enter one SPD fami
 
 in one of two forms:
 
-* Henderson (``d = sum q_k``): ``A = Zt'Zt + diag(theta)``, ``Zt = [L_R^-1 Z_k C_k]``
-  (``R_k = C_k C_k'``, last component ``R = L_R L_R'``), ``psi_k = theta_k = s2 / s2_k``,
+* Henderson (``d = sum q_k``): ``A = Zt'Zt + diag(psi)``, ``Zt = [L_R^-1 Z_k C_k]``
+  (``R_k = C_k C_k'``, last component ``R = L_R L_R'``), ``psi_k = s2 / s2_k``,
   ``E_k`` the block selectors; a column ``a`` enters through ``h = Zt' L_R^-1 a`` and
-  ``a' B^-1 b = a_w'b_w - h_a' A^-1 h_b``; ``log|B| = log|R| - sum q_k log theta_k + log|A|``.
+  ``a' B^-1 b = a_w'b_w - h_a' A^-1 h_b``; ``log|B| = log|R| - sum q_k log psi_k + log|A|``.
 * dense (``d = n``): ``A = B = K_last + sum_k gamma_k K_k``, ``psi_k = gamma_k = s2_k / s2``,
   ``h = a`` and ``a' B^-1 b = h_a' A^-1 h_b``; ``log|B| = log|A|``.
 

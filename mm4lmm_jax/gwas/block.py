@@ -15,11 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfc
 
+from ..core.iterate import Status
 from ..core.profile_scan import ScanData, scan_markers
 from .io import MISSING_COUNT
 
-#: ``status`` codes of a marker (column ``status`` of the results).
-STATUS = {0: "ok", 1: "all missing", 2: "monomorphic", 3: "collinear with covariates", 4: "not converged"}
+#: ``status`` codes of a marker (column ``status`` of the results): the package's one
+#: :class:`~mm4lmm_jax.core.iterate.Status` enumeration, code -> label.
+STATUS = {s.value: s.label for s in Status}
 
 
 class Constants(NamedTuple):
@@ -96,7 +98,7 @@ def impute_block(raw: np.ndarray, dtype: str | None = None) -> tuple[np.ndarray,
     inv = np.where(usable, 1.0 / np.where(usable, scale, 1.0), 0.0).astype(dtype).astype(np.float64)
     centred *= inv[:, None]
     filled = centred.astype(dtype, copy=False)
-    status = np.where(n_obs == 0, 1, np.where(usable, 0, 2)).astype(np.int8)
+    status = np.where(n_obs == 0, Status.ALL_MISSING, np.where(usable, Status.OK, Status.MONOMORPHIC)).astype(np.int8)
     af = np.where(n_obs > 0, mean / 2.0, np.nan)
     inv_scale = np.where(usable, inv, 1.0)
     return np.ascontiguousarray(filled), BlockQC(n_obs.astype(np.int64), af, status, inv_scale)
@@ -259,19 +261,19 @@ def _one_minus_r2(g: np.ndarray, basis: np.ndarray) -> np.ndarray:
 
 
 def screen_collinear(g: np.ndarray, qc: BlockQC, basis: np.ndarray, raw: np.ndarray) -> np.ndarray:
-    """Mark markers collinear with the covariates (status 3) in ``qc.status``; return the mask
+    """Mark markers collinear with the covariates (``Status.COLLINEAR``) in ``qc.status``; return the mask
     of those near it (``1 - R^2 <`` :data:`NEAR_COLLINEAR`).  A cheap estimate in ``g``'s
     precision selects candidates; their ``1 - R^2`` is then taken in float64 from ``raw``."""
     if basis.shape[1] == 0 or g.shape[0] == 0:
         return np.zeros(g.shape[0], bool)
     proj = g @ basis.astype(g.dtype)
     rough = 1.0 - np.einsum("ij,ij->i", proj, proj, dtype=np.float64) / g.shape[1]
-    cand = np.flatnonzero((rough < 10 * NEAR_COLLINEAR) & (qc.status == 0))
+    cand = np.flatnonzero((rough < 10 * NEAR_COLLINEAR) & (qc.status == Status.OK))
     near = np.zeros(g.shape[0], bool)
     if cand.size:
         exact_g, _ = impute_block(raw[:, cand], "float64")
         r = _one_minus_r2(exact_g, basis)
-        qc.status[cand[r < COLLINEAR_TOL]] = 3
+        qc.status[cand[r < COLLINEAR_TOL]] = Status.COLLINEAR
         near[cand[(r >= COLLINEAR_TOL) & (r < NEAR_COLLINEAR)]] = True
     return near
 
@@ -305,7 +307,7 @@ def screen_block(fit: BlockFit, qc: BlockQC, g: np.ndarray, raw: np.ndarray, uni
     redo = ~(host["converged"] & host["finite"]).all(axis=0)
     if g.dtype != np.float64:
         redo |= near | (np.nan_to_num(host["stat"], nan=0.0) > REFIT_STAT).any(axis=0)
-    host["refit"] = redo & (qc.status == 0)
+    host["refit"] = redo & (qc.status == Status.OK)
     host.update(qc._asdict())
     return host
 
@@ -330,9 +332,10 @@ def finish_block(host: dict[str, np.ndarray], df: int, units: Units) -> dict[str
     t, count = host["beta"].shape
     host["refitted"] = np.broadcast_to(host.pop("refit"), (t, count))
     status = np.broadcast_to(qc.status, (t, count)).copy()
-    status[(status == 0) & ~host["finite"]] = 3
-    status[(status == 0) & ~host["converged"]] = 4
-    bad = status != 0
+    # a non-finite fit of a marker that passed the screen is a collinearity the screen missed
+    status[(status == Status.OK) & ~host["finite"]] = Status.COLLINEAR
+    status[(status == Status.OK) & ~host["converged"]] = Status.MAX_STEPS
+    bad = status != Status.OK
     y_scale = units.y_scale[:, None]
     effect = y_scale * qc.inv_scale[None, :]
     host["beta"] = host["beta"] * effect

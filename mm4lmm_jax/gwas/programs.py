@@ -3,28 +3,45 @@
 With a compilation cache directory configured (the CLI sets one), a program is exported
 (:mod:`jax.export`, StableHLO) the first time and loaded from disk afterwards, so a new
 process skips tracing the Python code; XLA's compilation cache then skips compiling it.
-The file name holds a digest of the package's scan code, the JAX version, the shapes and
-the options: any change traces afresh.  Without a cache directory, or on any failure to
-export or load, the program is traced as usual.
+The file name holds a digest of the package version, the JAX and Python versions, the source
+of every module of the package (all of them, so no edit can leave a stale program behind),
+the shapes and the options: any change traces afresh.  (Keying by the lowered program text
+instead would need the tracing that the store exists to skip; XLA's own compilation cache
+is keyed by it.)  Without a cache directory, or on any failure to export or load, the
+program is traced as usual.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import jax
 
-_SOURCES = ("core/profile_scan.py", "gwas/block.py", "gwas/programs.py")
+
+def _package_version() -> str:
+    try:
+        return version("mm4lmm_jax")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "source"
 
 
-def _code_digest() -> str:
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256(jax.__version__.encode())
-    for rel in _SOURCES:
-        h.update((root / rel).read_bytes())
+def source_digest(root: Path) -> str:
+    """Digest of the package version, JAX and Python versions and every module under ``root``."""
+    h = hashlib.sha256(f"{_package_version()} {jax.__version__} {sys.version}".encode())
+    for file in sorted(root.rglob("*.py")):
+        h.update(str(file.relative_to(root)).encode())
+        h.update(file.read_bytes())
     return h.hexdigest()[:16]
+
+
+@cache
+def _code_digest() -> str:
+    return source_digest(Path(__file__).resolve().parents[1])
 
 
 def _store() -> Path | None:

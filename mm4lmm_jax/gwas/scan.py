@@ -356,35 +356,118 @@ def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts:
     return const, (u if rotate_on_host() else jnp.asarray(u)), nulls, c_rot, y_rot
 
 
-def _run_local(source, rows, runs, u, const, opts, block_size, program, bar, units, store=None):
-    """Blocks in order; the next block is read, imputed (and rotated on the host) while the
-    device fits the last.  With a :class:`Checkpoint` ``store``, blocks it holds are taken
-    from it and every block done is saved to it."""
-    out: dict[int, dict] = {}
-    pending = None
+@dataclass
+class BlockJob:
+    """The marker blocks of one missingness pattern and kinship, ready to fit: ``rows`` the
+    pattern's individuals, ``runs`` the (start, stop) marker ranges, ``u``/``const`` the
+    rotation and null-model constants, ``units`` the reparameterisation, ``program`` the
+    compiled block program of this process (executors that fit elsewhere build their own),
+    ``scope`` its name in a checkpoint."""
 
-    def collect(k, fit, qc, g, raw):
-        out[k] = screen_block(fit, qc, g, raw, units)
+    source: GenotypeSource
+    rows: np.ndarray
+    runs: list[tuple[int, int]]
+    u: object
+    const: Constants
+    units: Units
+    opts: ScanOptions
+    block_size: int
+    program: object
+    scope: str
+
+
+class LocalExecutor:
+    """Blocks in order on this process's ``n_devices`` devices; the next block is read,
+    imputed (and rotated on the host) while the devices fit the last.  With a
+    :class:`Checkpoint` ``store``, blocks it holds are taken from it and every block done is
+    saved to it."""
+
+    def __init__(self, n_devices: int, store: Checkpoint | None = None):
+        self.n_devices = n_devices
+        self.store = store
+
+    def run(self, job: BlockJob, bar) -> list[dict]:
+        store = self.store
         if store is not None:
-            store.save(runs[k], out[k])
-        if bar is not None:
-            bar.update(g.shape[0])
+            store.scope = job.scope
+        out: dict[int, dict] = {}
+        pending = None
 
-    for k, (start, stop) in enumerate(runs):
-        saved = store.load(runs[k]) if store is not None else None
-        if saved is not None:
-            out[k] = saved
+        def collect(k, fit, qc, g, raw):
+            out[k] = screen_block(fit, qc, g, raw, job.units)
+            if store is not None:
+                store.save(job.runs[k], out[k])
             if bar is not None:
-                bar.update(stop - start)
-            continue
-        raw = source.read_counts(rows, start, stop, opts.rotation_dtype)
-        fit, qc, g = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
+                bar.update(g.shape[0])
+
+        for k, (start, stop) in enumerate(job.runs):
+            saved = store.load(job.runs[k]) if store is not None else None
+            if saved is not None:
+                out[k] = saved
+                if bar is not None:
+                    bar.update(stop - start)
+                continue
+            raw = job.source.read_counts(job.rows, start, stop, job.opts.rotation_dtype)
+            fit, qc, g = start_block(job.program, raw, job.u, job.const, job.block_size, job.opts.rotation_dtype)
+            if pending is not None:
+                collect(*pending)
+            pending = (k, fit, qc, g, raw)
         if pending is not None:
             collect(*pending)
-        pending = (k, fit, qc, g, raw)
-    if pending is not None:
-        collect(*pending)
-    return [out[k] for k in range(len(runs))]
+        return [out[k] for k in range(len(job.runs))]
+
+
+def _remote_block(spec, array_block, rows, start, stop, u, const_host, units, opts: ScanOptions, block_size: int):
+    """A Dask task: read (or take) one block, fit it on the worker's device, return its host arrays."""
+    jax.config.update("jax_enable_x64", True)
+    if array_block is None:
+        raw = GenotypeSource.from_spec(spec).read_counts(rows, start, stop, opts.rotation_dtype)
+    else:
+        raw = array_block
+    rotate = not rotate_on_host()
+    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1, rotate)
+    const = Constants(*(jnp.asarray(a) for a in const_host))
+    u = jnp.asarray(u) if rotate else u
+    fit, qc, g = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
+    return screen_block(fit, qc, g, raw, units)
+
+
+class DaskExecutor:
+    """Blocks as tasks of a ``dask.distributed.Client``: each worker reads its block (PLINK
+    files) or receives it (arrays) and fits it on one device."""
+
+    n_devices = 1
+
+    def __init__(self, client):
+        self.client = client
+
+    def run(self, job: BlockJob, bar) -> list[dict]:
+        client = self.client
+        u_future, const_future = client.scatter([np.asarray(job.u), [np.asarray(a) for a in job.const]], broadcast=True)
+        futures = []
+        for start, stop in job.runs:
+            src = job.source
+            block = None if src.bed_path else src.read_counts(job.rows, start, stop, job.opts.rotation_dtype)
+            args = (
+                src.spec(),
+                block,
+                job.rows,
+                start,
+                stop,
+                u_future,
+                const_future,
+                job.units,
+                job.opts,
+                job.block_size,
+            )
+            futures.append(client.submit(_remote_block, *args, pure=False))
+        from distributed import as_completed
+
+        sizes = {fut.key: stop - start for fut, (start, stop) in zip(futures, job.runs)}
+        for fut in as_completed(futures):
+            if bar is not None:
+                bar.update(sizes[fut.key])
+        return [f.result() for f in futures]
 
 
 class Checkpoint:
@@ -447,37 +530,6 @@ def _fingerprint(*parts) -> str:
         else:
             h.update(repr(part).encode())
     return h.hexdigest()
-
-
-def _remote_block(spec, array_block, rows, start, stop, u, const_host, units, opts: ScanOptions, block_size: int):
-    """A Dask task: read (or take) one block, fit it, return its host arrays."""
-    jax.config.update("jax_enable_x64", True)
-    if array_block is None:
-        raw = GenotypeSource.from_spec(spec).read_counts(rows, start, stop, opts.rotation_dtype)
-    else:
-        raw = array_block
-    rotate = not rotate_on_host()
-    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1, rotate)
-    const = Constants(*(jnp.asarray(a) for a in const_host))
-    u = jnp.asarray(u) if rotate else u
-    fit, qc, g = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
-    return screen_block(fit, qc, g, raw, units)
-
-
-def _run_dask(client, source, rows, runs, u, const, opts, block_size, bar, units):
-    u_future, const_future = client.scatter([np.asarray(u), [np.asarray(a) for a in const]], broadcast=True)
-    futures = []
-    for start, stop in runs:
-        block = None if source.bed_path else source.read_counts(rows, start, stop, opts.rotation_dtype)
-        args = (source.spec(), block, rows, start, stop, u_future, const_future, units, opts, block_size)
-        futures.append(client.submit(_remote_block, *args, pure=False))
-    from distributed import as_completed
-
-    sizes = {fut.key: stop - start for fut, (start, stop) in zip(futures, runs)}
-    for fut in as_completed(futures):
-        if bar is not None:
-            bar.update(sizes[fut.key])
-    return [f.result() for f in futures]
 
 
 @dataclass
@@ -641,6 +693,99 @@ def gwas(
     kinship, null models, and the genomic inflation ``lambda_gc`` per trait (``ok`` rows only;
     their count in ``lambda_gc_n``).
     """
+    plan = prepare_scan(
+        phenotypes,
+        genotypes,
+        kinship,
+        covariates,
+        pheno_names=pheno_names,
+        covar_names=covar_names,
+        loco=loco,
+        lrt=lrt,
+        chunk_size=chunk_size,
+        rotation_dtype=rotation_dtype,
+        grid_size=grid_size,
+        tol=tol,
+        max_iter=max_iter,
+        max_vif=max_vif,
+        devices=devices,
+        sample_ids=sample_ids,
+    )
+    if client is not None:
+        executor: LocalExecutor | DaskExecutor = DaskExecutor(client)
+    else:
+        store = None
+        if checkpoint is not None:
+            inputs = (phenotypes, genotypes, kinship, covariates, pheno_names, covar_names, sample_ids)
+            store = Checkpoint(checkpoint, _fingerprint(*inputs, loco, plan.opts, chunk_size, max_vif, plan.n_devices))
+        executor = LocalExecutor(plan.n_devices, store)
+    result = run_scan(plan, executor, progress=progress)
+    dropped = {t: result.meta["n_dropped_missing"][t] for t in result.traits if result.meta["n_dropped_missing"][t]}
+    if dropped:
+        n_of = result.meta["n_analysed"]
+        text = ", ".join(f"{t}: {n_of[t]} analysed, {k} dropped" for t, k in dropped.items())
+        warnings.warn(
+            f"of {plan.source.n} genotyped individuals, some lack a phenotype or covariate ({text})",
+            MissingDataWarning,
+            stacklevel=2,
+        )
+    return result.frame()
+
+
+@dataclass
+class ScanPlan:
+    """A checked scan, ready to run (:func:`prepare_scan`): the genotype ``source``, the
+    aligned ``pheno`` table, its traits grouped by missingness pattern, the kinship as given,
+    the options, the block size and the local devices to use."""
+
+    source: GenotypeSource
+    pheno: pd.DataFrame
+    patterns: list[_Pattern]
+    kinship: object
+    loco: bool
+    opts: ScanOptions
+    block_size: int
+    n_devices: int
+    pheno_extra: int
+    covar_extra: int
+
+
+@dataclass
+class ScanResult:
+    """What a scan gives: ``table`` (one row per marker and trait, :data:`RESULT_COLUMNS`)
+    and ``meta`` (individuals, kinship, null models, genomic inflation...)."""
+
+    table: pd.DataFrame
+    meta: dict
+    traits: list[str]
+
+    def frame(self) -> pd.DataFrame:
+        """The table with ``meta`` in its ``attrs`` (what :func:`gwas` returns)."""
+        self.table.attrs.update(self.meta)
+        return self.table
+
+
+def prepare_scan(
+    phenotypes,
+    genotypes,
+    kinship=None,
+    covariates=None,
+    *,
+    pheno_names: Sequence[str] | None = None,
+    covar_names: Sequence[str] | None = None,
+    loco: bool = False,
+    lrt: bool = False,
+    chunk_size: int = 2048,
+    rotation_dtype: str = "float32",
+    grid_size: int = 31,
+    tol: float = 1e-4,
+    max_iter: int = 30,
+    max_vif: float = MAX_VIF,
+    devices: int | None = None,
+    sample_ids: Sequence | None = None,
+) -> ScanPlan:
+    """Check and align the inputs of a scan (arguments as :func:`gwas`); reads no genotype
+    block and no kinship yet."""
     opts = _options(lrt, grid_size, tol, max_iter, rotation_dtype)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -660,19 +805,24 @@ def gwas(
     n_dev = max(1, min(int(n_dev), jax.local_device_count()))
     unit = 64 * n_dev
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
+    return ScanPlan(source, pheno, patterns, kinship, loco, opts, block_size, n_dev, pheno_extra, covar_extra)
 
+
+def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress: bool = True) -> ScanResult:
+    """Run a prepared scan: per missingness pattern and kinship (one per chromosome with
+    LOCO), the eigendecomposition, the null models, the blocks (by ``executor``), the float64
+    refits; then one table."""
+    source, opts, block_size = plan.source, plan.opts, plan.block_size
+    kinship = plan.kinship
     rotate = not rotate_on_host()
     programs: dict = {}
-    store = None
-    if checkpoint is not None and client is None:
-        inputs = (phenotypes, genotypes, kinship, covariates, pheno_names, covar_names, sample_ids)
-        store = Checkpoint(checkpoint, _fingerprint(*inputs, loco, opts, chunk_size, max_vif, n_dev))
     reading = KinshipRead(kinship, source.n) if isinstance(kinship, (str, os.PathLike)) else None
     # from here on the kinship file's text is parsed by worker processes
     bar = None
     parts: list[tuple[np.ndarray, dict, list[str], int]] = []
     nulls_meta: dict = {}
     spectra: dict = {}
+    patterns = plan.patterns
     c = patterns[0].design.x.shape[1]
     try:
         _import_host_libraries(source)
@@ -681,11 +831,10 @@ def gwas(
         for pat in patterns:
             key = (pat.n, len(pat.traits))
             if key not in programs:
-                n_devices = 1 if client is not None else n_dev
-                programs[key] = _Programs(opts, block_size, pat.n, c, len(pat.traits), n_devices, rotate)
+                programs[key] = _Programs(opts, block_size, pat.n, c, len(pat.traits), executor.n_devices, rotate)
         descriptions = None
         for pat in patterns:
-            groups = _kinship_groups(reading or kinship, source, pat.rows, loco, block_size, progress)
+            groups = _kinship_groups(reading or kinship, source, pat.rows, plan.loco, block_size, progress)
             descriptions = descriptions or [g[3] for g in groups]
             units = pat.units()
             for label, idx, kin_fn, _ in groups:
@@ -700,17 +849,14 @@ def gwas(
                 const, u, nulls, c_rot, y_rot = _constants(d, u, pat.design.x, pat.y.y, opts, nulls_compiled)
                 _null_report(nulls_meta, label, pat, nulls, d, c_rot, y_rot)
                 runs = contiguous_runs(idx, block_size)
-                if store is not None:
-                    store.scope = f"{'+'.join(pat.traits)}.{label}."
-                if client is not None:
-                    blocks = _run_dask(client, source, pat.rows, runs, u, const, opts, block_size, bar, units)
-                else:
-                    blocks = _run_local(
-                        source, pat.rows, runs, u, const, opts, block_size, block_compiled, bar, units, store
-                    )
+                job = BlockJob(
+                    source, pat.rows, runs, u, const, units, opts, block_size, block_compiled,
+                    f"{'+'.join(pat.traits)}.{label}.",
+                )  # fmt: skip
+                blocks = executor.run(job, bar)
                 _refit_group(source, pat, runs, blocks, kin_fn, (u, const), opts, programs[(pat.n, len(pat.traits))])
                 df = residual_df(const)
-                del u, const
+                del u, const, job
                 mean_d = float(np.mean(d))
                 for (start, stop), blk in zip(runs, blocks):
                     blk = finish_block(blk, df, units)
@@ -724,23 +870,24 @@ def gwas(
         if bar is not None:
             bar.close()
 
-    traits = [str(t) for t in pheno.columns]
+    traits = [str(t) for t in plan.pheno.columns]
     frame, refitted = _assemble(source, parts, traits)
     by_trait = {t: frame[frame["trait"] == t] if "trait" in frame else frame for t in traits}
     n_of = {t: pat.n for pat in patterns for t in pat.traits}
-    frame.attrs.update(
+    store = getattr(executor, "store", None)
+    meta = dict(
         n_genotyped=source.n,
         n_markers=source.m,
         n_analysed=n_of,
         n_dropped_missing={t: int(source.n - n_of[t]) for t in traits},
-        n_phenotyped_not_genotyped=pheno_extra,
-        n_covariates_not_genotyped=covar_extra,
+        n_phenotyped_not_genotyped=plan.pheno_extra,
+        n_covariates_not_genotyped=plan.covar_extra,
         covariates=patterns[0].design.names,
         missingness_patterns=[list(p.traits) for p in patterns],
         imputation="missing genotypes mean-imputed per marker over the analysed individuals; af over them too",
-        kinship=descriptions if loco else descriptions[0],
+        kinship=descriptions if plan.loco else descriptions[0],
         kinship_spectrum={f"{'+'.join(k[0])} / {k[1]}": v for k, v in spectra.items()},
-        loco=loco,
+        loco=plan.loco,
         null_models=nulls_meta,
         rotation_dtype=opts.rotation_dtype,
         n_refitted_float64=refitted,
@@ -749,15 +896,7 @@ def gwas(
         lambda_gc={t: genomic_inflation(part["stat"].where(part["status"] == "ok")) for t, part in by_trait.items()},
         lambda_gc_n={t: int((part["status"] == "ok").sum()) for t, part in by_trait.items()},
     )
-    dropped = {t: int(source.n - n_of[t]) for t in traits if n_of[t] < source.n}
-    if dropped:
-        text = ", ".join(f"{t}: {n_of[t]} analysed, {k} dropped" for t, k in dropped.items())
-        warnings.warn(
-            f"of {source.n} genotyped individuals, some lack a phenotype or covariate ({text})",
-            MissingDataWarning,
-            stacklevel=2,
-        )
-    return frame
+    return ScanResult(frame, meta, traits)
 
 
 def _counts(status: pd.Series) -> dict[str, int]:
@@ -899,4 +1038,17 @@ def _assemble(source: GenotypeSource, parts, traits) -> tuple[pd.DataFrame, dict
     return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]), refitted
 
 
-__all__ = ["DELTA_BOUNDS", "RESULT_COLUMNS", "ScanOptions", "genomic_inflation", "gwas"]
+__all__ = [
+    "DELTA_BOUNDS",
+    "RESULT_COLUMNS",
+    "BlockJob",
+    "DaskExecutor",
+    "LocalExecutor",
+    "ScanOptions",
+    "ScanPlan",
+    "ScanResult",
+    "genomic_inflation",
+    "gwas",
+    "prepare_scan",
+    "run_scan",
+]

@@ -50,7 +50,7 @@ def main() -> None:
     p_w = wald.column("pval").to_numpy().ravel()
     p_kr = kr.column("pval").to_numpy().ravel()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()})")
-    print(f"n = {n}, m = {m}, path = {res.path}")
+    print(f"n = {n}, m = {m}, structure = {res.structure}")
     print(f"scan (mmest):                      {t_fit:8.2f} s")
     print(f"Wald tests of the marker effect:   {t_wald:8.2f} s")
     print(f"KR tests of the marker effect:     {t_kr:8.2f} s  ({1e6 * t_kr / m:.0f} us per model)")

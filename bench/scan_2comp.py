@@ -48,7 +48,7 @@ def main() -> None:
     scan = time.perf_counter() - t0
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {mj.core.__name__}")
-    print(f"n = {n}, m = {m}, path = {res.path}, median iterations = {np.median(res.n_iter_array):.0f}")
+    print(f"n = {n}, m = {m}, structure = {res.structure}, median iterations = {np.median(res.n_iter_array):.0f}")
     print(f"floor (numpy eigh + U'G, float64): {floor:8.2f} s")
     print(f"mmest two-component scan:          {scan:8.2f} s")
     print(f"ratio scan / floor:                {scan / floor:8.2f}x")

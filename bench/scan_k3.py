@@ -71,7 +71,9 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()})")
     cold, t, res = run(2000, 200, 200, 1000, repeat=2)
     it = res.n_iter_array
-    print(f"reference design n=2000, q=200+200, m=1000, crit 1e-6: algorithm={res.algorithm}, form={res.path}")
+    print(
+        f"reference design n=2000, q=200+200, m=1000, crit 1e-6: algorithm={res.algorithm}, structure={res.structure}"
+    )
     print(
         f"  scan: {t:.2f} s warm ({1e3 * t / 1000:.2f} ms per marker), {cold:.2f} s cold (with compilation); "
         f"median Newton iterations {np.median(it):.0f}, converged {int(res.converged_array.sum())}/1000"

@@ -493,3 +493,16 @@ def entry() -> None:  # pragma: no cover - the console script; tests call main()
 
 if __name__ == "__main__":  # pragma: no cover
     entry()
+
+
+__all__ = [
+    "RunLog",
+    "Terminated",
+    "check_writable",
+    "entry",
+    "main",
+    "run_example",
+    "run_gwas",
+    "run_gwas_example",
+    "write_atomic",
+]

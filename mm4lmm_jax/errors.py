@@ -33,3 +33,15 @@ class InputWarning(UserWarning):
 
 class BoundaryWarning(UserWarning):
     """A variance component is estimated at the boundary (zero): its standard error is not valid there."""
+
+
+__all__ = [
+    "BoundaryWarning",
+    "ConvergenceWarning",
+    "InputError",
+    "InputWarning",
+    "KinshipWarning",
+    "MissingDataWarning",
+    "NumericalError",
+    "RankDeficiencyWarning",
+]

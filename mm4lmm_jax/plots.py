@@ -85,3 +85,10 @@ def save_plots(results: pd.DataFrame, prefix: str, trait: str | None = None) -> 
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
     return paths
+
+
+__all__ = [
+    "manhattan",
+    "qq",
+    "save_plots",
+]

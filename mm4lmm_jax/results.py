@@ -179,3 +179,9 @@ class MMEstResult(Sequence):
             f"MMEstResult({len(self)} model(s), method={self.method!r}, structure={self.structure!r}, "
             f"components={self.component_names}, converged={int(self.converged_array.sum())}/{len(self)})"
         )
+
+
+__all__ = [
+    "MMEstResult",
+    "ModelFit",
+]

@@ -28,10 +28,10 @@ from mm4lmm_jax.core.expansion import (
     spectral_scales,
     word_set,
 )
-from mm4lmm_jax.core.newton_scan import exact_derivatives, exact_loglik, maximise
-from mm4lmm_jax.model.data import validate_components
 from mm4lmm_jax.core.newton_path import NewtonScan
+from mm4lmm_jax.core.newton_scan import exact_derivatives, exact_loglik, maximise
 from mm4lmm_jax.core.structures import Dense, Henderson
+from mm4lmm_jax.model.data import validate_components
 
 TIGHT = dict(crit_var=1e-12, crit_loglik=1e-12, max_iter=20000, verbose=False)
 

@@ -28,6 +28,17 @@
   log-determinant around a centre (:mod:`.expansion`: Neumann words, ``form_coefficients``,
   ``logdet_series``).
 
+Glossary (one word per idea; see ``ARCHITECTURE.md``):
+
+* ``sigma2`` -- variance components (K,), the error (residual) last.
+* ``delta`` -- the two-component ratio ``s1 / s2``; ``t = log delta`` in the GWAS kernel.
+* ``psi`` -- parameter of a Newton family ``A(psi)`` (ratios to the last component in dense
+  form, their inverses in Henderson form); ``t = log psi``; ``u`` scaled offsets from ``psi0``.
+* ``structure`` -- a prepared covariance (:mod:`.structures`); ``solver`` -- an iteration scheme
+  (:mod:`.iterate`); ``method`` -- ``"reml"`` / ``"ml"``; ``stopping``, ``status``, ``n_steps``.
+* ``x`` a design (n, p); ``base`` shared columns, ``extra`` per-model columns; ``chunk`` models per
+  compiled batch.
+
 Example (gradient of the ReML log-likelihood in the variance components)::
 
     import jax, jax.numpy as jnp

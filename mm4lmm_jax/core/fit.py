@@ -139,3 +139,13 @@ def fit_single(y_w, x_w, logdet_v1, *, method):
         loglik = -0.5 * (n * LOG_2PI + n * jnp.log(s) + logdet_v1 + n)
     res = Solution(sigma2, jnp.int32(Status.OK), jnp.int32(1))
     return _finish(sigma2, g.beta, g.xwx_inv * s, loglik, res)
+
+
+__all__ = [
+    "FitOutput",
+    "fit_dense",
+    "fit_henderson",
+    "fit_reduced",
+    "fit_rotated",
+    "fit_single",
+]

@@ -84,3 +84,13 @@ def gls_dense(y: jnp.ndarray, x: jnp.ndarray, v: jnp.ndarray) -> DenseGLS:
     py = v_inv @ resid
     p_mat = v_inv - vx @ xvx_inv @ vx.T
     return DenseGLS(beta, xvx_inv, logdet_v, logdet_xvx, v_inv, p_mat, py, resid)
+
+
+__all__ = [
+    "DenseGLS",
+    "GLSFit",
+    "chol_logdet",
+    "gls_dense",
+    "gls_diag",
+    "sym_inverse",
+]

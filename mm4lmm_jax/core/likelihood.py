@@ -72,3 +72,12 @@ def to_mm4lmm_convention(loglik, n: int, p: int, method: str):
     if method == "reml":
         return loglik + 0.5 * (n - p) * LOG_2PI
     return loglik
+
+
+__all__ = [
+    "LOG_2PI",
+    "METHODS",
+    "loglik_dense",
+    "loglik_rotated",
+    "to_mm4lmm_convention",
+]

@@ -552,3 +552,22 @@ def null_fit(
     )
     finite = jnp.isfinite(ll) & jnp.isfinite(beta) & jnp.isfinite(se)
     return ScanOutput(t, ll, beta, se, (beta / se) ** 2, sigma2_e, n_iter, done & finite, finite)
+
+
+__all__ = [
+    "DELTA_BOUNDS",
+    "EXACT_CHUNK",
+    "GridBasis",
+    "ScanData",
+    "ScanOutput",
+    "exact_sums",
+    "grid_basis",
+    "grid_sums",
+    "make_grid",
+    "newton",
+    "null_fit",
+    "profile_loglik",
+    "refine",
+    "scan_markers",
+    "unrolled_cholesky",
+]

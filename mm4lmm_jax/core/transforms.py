@@ -112,3 +112,12 @@ def henderson_system(x, shared: HendersonShared) -> HendersonSystem:
         logdet_r=shared.logdet_r,
         n_obs=shared.n_obs,
     )
+
+
+__all__ = [
+    "HendersonShared",
+    "Rotation",
+    "henderson_shared",
+    "henderson_system",
+    "joint_diagonalise",
+]

@@ -113,3 +113,9 @@ def simulate_plink(
         np.savetxt(kin_path, kin / m, fmt="%.10g", delimiter="\t")
     return SimulatedPlink(str(prefix), str(directory / f"{name}.pheno.tsv"), str(directory / f"{name}.covar.tsv"),
                           kin_path, causal)  # fmt: skip
+
+
+__all__ = [
+    "SimulatedPlink",
+    "simulate_plink",
+]

@@ -353,3 +353,28 @@ def finish_block(host: dict[str, np.ndarray], df: int, units: Units) -> dict[str
     host["n_obs"] = np.broadcast_to(qc.n_obs, (t, count))
     host.pop("finite")
     return host
+
+
+__all__ = [
+    "BlockFit",
+    "BlockQC",
+    "COLLINEAR_TOL",
+    "Constants",
+    "NEAR_COLLINEAR",
+    "REFIT_BLOCK",
+    "REFIT_STAT",
+    "STATUS",
+    "Units",
+    "block_program",
+    "finish_block",
+    "impute_block",
+    "merge_refit",
+    "refit_iterations",
+    "refit_markers",
+    "residual_df",
+    "rotate_float64",
+    "rotate_on_host",
+    "screen_block",
+    "screen_collinear",
+    "start_block",
+]

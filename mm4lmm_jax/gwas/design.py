@@ -115,3 +115,12 @@ def standardised_traits(y: np.ndarray, names: list[str], ids, design: Design) ->
             if left[j] < 1e-12:
                 raise InputError(f"trait {name!r} is a linear function of the covariates: nothing is left to test")
     return Traits(z, centre, scale)
+
+
+__all__ = [
+    "Design",
+    "MAX_VIF",
+    "Traits",
+    "covariate_design",
+    "standardised_traits",
+]

@@ -317,3 +317,18 @@ def _write_text(table, header: str, path, quoting: str) -> None:
     with open(path, "wb") as sink:
         sink.write(header.encode())
         pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False, delimiter="\t", quoting_style=quoting))
+
+
+__all__ = [
+    "GenotypeSource",
+    "InputError",
+    "KinshipRead",
+    "MISSING_COUNT",
+    "SNP_COLUMNS",
+    "array_source",
+    "checked_symmetric",
+    "open_plink",
+    "read_kinship",
+    "read_table",
+    "write_tsv",
+]

@@ -70,3 +70,11 @@ def contiguous_runs(idx: np.ndarray, block: int) -> list[tuple[int, int]]:
         for s in range(0, part.size, block):
             runs.append((int(part[s]), int(part[min(s + block, part.size) - 1]) + 1))
     return runs
+
+
+__all__ = [
+    "GrmSum",
+    "contiguous_runs",
+    "grm",
+    "standardised_block",
+]

@@ -68,3 +68,9 @@ def compiled(name: str, flat_fn: Callable, specs: tuple, key: str):
         except Exception:  # noqa: BLE001 - any failure falls back to tracing
             pass
     return jax.jit(flat_fn).lower(*specs).compile()
+
+
+__all__ = [
+    "compiled",
+    "source_digest",
+]

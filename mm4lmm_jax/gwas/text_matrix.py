@@ -188,3 +188,14 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+__all__ = [
+    "IN_PROCESS_BYTES",
+    "MIN_PART_BYTES",
+    "TextMatrixRead",
+    "gzipped",
+    "line_starts",
+    "main",
+    "parse_rows",
+]

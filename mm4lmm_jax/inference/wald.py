@@ -44,3 +44,10 @@ def wald_test(beta, var_beta, contrast):
     stat = lb @ jnp.linalg.solve(lvl, lb)
     df = contrast.shape[0]
     return stat, df, chi2_sf(stat, df)
+
+
+__all__ = [
+    "chi2_sf",
+    "chi2_sf_array",
+    "wald_test",
+]

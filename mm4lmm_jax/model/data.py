@@ -244,3 +244,20 @@ def drop_missing(y: np.ndarray, what: str = "y") -> np.ndarray:
     if keep.sum() < 2:
         raise ValueError(f"fewer than 2 observations left after dropping missing {what}")
     return keep
+
+
+__all__ = [
+    "Components",
+    "METHOD_ALIASES",
+    "as_matrix",
+    "as_response",
+    "check_covariance",
+    "drop_missing",
+    "is_diagonal",
+    "is_identity",
+    "is_positive_definite",
+    "named_list",
+    "normalise_method",
+    "subset_rows",
+    "validate_components",
+]

@@ -426,3 +426,16 @@ def _list_designs(x, spec: CofactorSpec, n: int) -> MarkerDesigns:
             _warn_dropped(name, d.dropped)
         designs.append(d)
     return MarkerDesigns(names=names, designs=designs)
+
+
+__all__ = [
+    "ALIAS_TOL",
+    "CofactorSpec",
+    "Design",
+    "MarkerDesigns",
+    "XNAME",
+    "aliased_columns",
+    "cofactor_frame",
+    "marker_designs",
+    "null_design",
+]

@@ -17,7 +17,7 @@ W = RNG.normal(size=(N, 12))
 KIN = W @ W.T / 12 + 0.05 * np.eye(N)
 Z = np.kron(np.eye(8), np.ones((6, 1)))
 R = np.diag(RNG.uniform(0.5, 2.0, N))
-Y = RNG.normal(size=N) + Z @ RNG.normal(size=8)
+Y = RNG.normal(size=N) + Z @ RNG.normal(size=8) + W @ RNG.normal(size=12) / np.sqrt(3)
 X = np.column_stack([np.ones(N), RNG.normal(size=N)])
 TIGHT = Stopping(1e-12, 1e-12, 20000)
 
@@ -72,6 +72,7 @@ def test_fits_reach_the_dense_optimum(case):
     a = batch.fit_models(struct, X, extra, np.full(k, 0.5), **kw)
     b = batch.fit_models(dense, X, extra, np.full(k, 0.5), **kw)
     assert (a.status == Status.OK).all() and (b.status == Status.OK).all()
+    assert (a.sigma2 > 1e-3).all()  # away from the boundary
     np.testing.assert_allclose(a.sigma2, b.sigma2, rtol=1e-5)
     np.testing.assert_allclose(a.loglik, b.loglik, rtol=1e-10)
     np.testing.assert_allclose(a.beta, b.beta, rtol=1e-5, atol=1e-8)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .core.batch import fit_models
 from .core.fit import FitOutput
-from .core.iterate import Stopping
+from .core.iterate import Status, Stopping
 from .core.likelihood import LOG_2PI
 from .core.newton_path import NewtonFitPath
 from .core.structures import Structure, choose, choose_newton
@@ -330,16 +330,17 @@ def _result(names, designs, fits, comps, method, n, problem, algorithm: str = "m
         vbs = [f.var_beta for f in fits]
         loglik = np.array([f.loglik for f in fits])
         n_iter = np.array([f.n_steps for f in fits])
-        conv = np.array([f.converged for f in fits])
+        status = np.array([f.status for f in fits])
     else:
-        sigma2, betas, vbs, loglik, n_iter, conv = (
+        sigma2, betas, vbs, loglik, n_iter, status = (
             np.asarray(fits.sigma2),
             list(np.asarray(fits.beta)),
             list(np.asarray(fits.var_beta)),
             np.asarray(fits.loglik),
             np.asarray(fits.n_steps),
-            np.asarray(fits.converged),
+            np.asarray(fits.status),
         )
+    conv = status == Status.OK
     if len(designs) == 1 and len(names) > 1:
         designs = designs * len(names)
     p_max = max(len(d.names) for d in designs)
@@ -370,6 +371,7 @@ def _result(names, designs, fits, comps, method, n, problem, algorithm: str = "m
         loglik_mm4lmm_array=loglik_mm,
         n_iter_array=n_iter.astype(int),
         converged_array=conv.astype(bool),
+        status_array=status.astype(np.int8),
         method=method,
         n_obs=n,
         attrs=[d.attr for d in designs],

@@ -78,7 +78,8 @@ class MMEstResult(Sequence):
     (m, p_max, p_max), ``loglik_array`` (m,), ``n_iter_array`` (m,), ``converged_array`` (m,).
     ``structure`` the covariance structure of the fit (``"single"``, ``"rotated"``,
     ``"henderson"`` or ``"dense"``; ``path`` is its former name); ``algorithm`` ``"mm"`` or
-    ``"newton"``.
+    ``"newton"``; ``status_array`` (m,) each model's :class:`~mm4lmm_jax.core.iterate.Status`
+    code (``converged_array`` is ``status == OK``).
     """
 
     names: list[str]
@@ -98,6 +99,7 @@ class MMEstResult(Sequence):
     structure: str
     problem: Any = field(default=None, repr=False, compare=False)
     algorithm: str = "mm"
+    status_array: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)

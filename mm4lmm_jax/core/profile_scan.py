@@ -35,6 +35,7 @@ LAPACK call.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
@@ -42,6 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import jet
 
+from .iterate import iterate, status_of
 from .likelihood import LOG_2PI
 
 #: GEMMA's bounds on the variance ratio ``delta = s_g / s_e``.
@@ -297,7 +299,6 @@ class _NewtonState(NamedTuple):
     ll_acc: jnp.ndarray
     done: jnp.ndarray
     n_iter: jnp.ndarray
-    it: jnp.ndarray
     est: tuple  # (loglik, beta, se, sigma2_e) at ``t`` once done
 
 
@@ -320,30 +321,38 @@ def _newton_step(d1, d2, max_step):
     return jnp.clip(step, -max_step, max_step)
 
 
-def newton(t0, done0, est0, g_rot, data: ScanData, method: str, bounds_t, max_step: float, tol, max_iter):
-    """Damped Newton ascent on ``t = log delta`` with exact sums, from ``t0`` (b,), for the
-    markers not ``done0``; bounded to ``bounds_t``.  A step that lowers the likelihood is
-    halved.  A marker stops when its step is below ``tol`` (or it sits at a bound with the
-    slope pointing out); its estimates are those at that last, exactly evaluated point.
-    Returns ``(t, n_iter, done, (loglik, beta, se, sigma2_e))``.  The loop body does not
-    run at all when every marker is already done.
-    """
-    n = g_rot.shape[1]
-    c = data.c_rot.shape[0]
-    lower, upper = bounds_t
+@dataclass(frozen=True)
+class BlockNewton:
+    """Damped Newton ascent on ``t = log delta`` with exact sums for a block of markers (b,),
+    as a solver of :mod:`.iterate`: a marker whose step lowers the likelihood is halved back;
+    it stops when its step is below ``tol`` (or it sits at a bound with the slope pointing
+    out), and keeps the estimates of that last, exactly evaluated point.  The block stops when
+    every marker has, or after ``max_iter`` steps."""
 
-    def cond(s: _NewtonState):
-        return (s.it < max_iter) & ~jnp.all(s.done)
+    g_rot: jnp.ndarray
+    data: ScanData
+    method: str
+    bounds_t: tuple
+    max_step: float
+    tol: jnp.ndarray
+    max_iter: int
 
-    def body(s: _NewtonState):
-        e3 = exact_sums(s.t, g_rot, data)
-        ll, d1, d2 = _derivatives(e3, n, c, method)
-        est = _estimates(e3[:, 0], n, c, method)
+    def init(self, x0) -> _NewtonState:
+        t0, done0, est0 = x0
+        return _NewtonState(t0, t0, jnp.full_like(t0, -jnp.inf), done0, jnp.zeros(t0.shape, jnp.int32), tuple(est0))
+
+    def step(self, s: _NewtonState, n) -> _NewtonState:
+        lower, upper = self.bounds_t
+        n_obs = self.g_rot.shape[1]
+        c = self.data.c_rot.shape[0]
+        e3 = exact_sums(s.t, self.g_rot, self.data)
+        ll, d1, d2 = _derivatives(e3, n_obs, c, self.method)
+        est = _estimates(e3[:, 0], n_obs, c, self.method)
         worse = ll < s.ll_acc - 1e-12 * jnp.abs(s.ll_acc)
-        step = _newton_step(d1, d2, max_step)
+        step = _newton_step(d1, d2, self.max_step)
         t_next = jnp.where(worse, 0.5 * (s.t + s.t_acc), jnp.clip(s.t + step, lower, upper))
         at_bound = ((s.t <= lower) & (d1 <= 0)) | ((s.t >= upper) & (d1 >= 0))
-        done_now = (~worse & ((jnp.abs(step) < tol) | at_bound)) | ~jnp.isfinite(ll)
+        done_now = (~worse & ((jnp.abs(step) < self.tol) | at_bound)) | ~jnp.isfinite(ll)
         active = ~s.done
         return _NewtonState(
             t=jnp.where(active & ~done_now, t_next, s.t),
@@ -351,15 +360,22 @@ def newton(t0, done0, est0, g_rot, data: ScanData, method: str, bounds_t, max_st
             ll_acc=jnp.where(active & ~worse, ll, s.ll_acc),
             done=s.done | done_now,
             n_iter=s.n_iter + active.astype(jnp.int32),
-            it=s.it + 1,
             est=tuple(jnp.where(active, a, b) for a, b in zip(est, s.est)),
         )
 
-    init = _NewtonState(
-        t0, t0, jnp.full_like(t0, -jnp.inf), done0, jnp.zeros(t0.shape, jnp.int32), jnp.int32(0), tuple(est0)
-    )
-    s = jax.lax.while_loop(cond, body, init)
-    return s.t, s.n_iter, s.done, s.est
+    def terminate(self, s: _NewtonState, n):
+        return (n >= self.max_iter) | jnp.all(s.done)
+
+    def finish(self, s: _NewtonState, n):
+        return (s.t, s.n_iter, s.done, s.est), status_of(s.done, jnp.isfinite(s.est[0]))
+
+
+def newton(t0, done0, est0, g_rot, data: ScanData, method: str, bounds_t, max_step: float, tol, max_iter):
+    """:class:`BlockNewton` from ``t0`` (b,) for the markers not ``done0`` (the loop body does
+    not run at all when every marker is already done).  Returns ``(t, n_iter, done,
+    (loglik, beta, se, sigma2_e))``."""
+    solver = BlockNewton(g_rot, data, method, bounds_t, max_step, tol, max_iter)
+    return iterate(solver, (t0, done0, tuple(est0))).value
 
 
 def _polish(t, done, est, g_rot, data: ScanData, method, bounds_t, max_step, tol, max_iter):
@@ -558,6 +574,7 @@ __all__ = [
     "DELTA_BOUNDS",
     "EXACT_CHUNK",
     "GridBasis",
+    "BlockNewton",
     "ScanData",
     "ScanOutput",
     "exact_sums",

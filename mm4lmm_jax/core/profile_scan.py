@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import jet
 
-from .iterate import iterate, status_of
+from .iterate import Status, iterate, status_of
 from .likelihood import LOG_2PI
 
 #: GEMMA's bounds on the variance ratio ``delta = s_g / s_e``.
@@ -70,9 +70,10 @@ class ScanOutput(NamedTuple):
     log_delta : ``log(s_g / s_e)`` at the optimum.   loglik : full log-likelihood there.
     beta, se : the marker's effect and its standard error (``s_e`` as estimated).
     wald : Wald statistic ``(beta / se)^2``.   sigma2_e : residual variance ``s_e``.
-    n_iter : Newton iterations.   converged : the step fell below ``tol`` (or the optimum
-    is at a bound with the slope pointing out).   finite : no non-finite value met (False
-    for a marker collinear with the covariates, e.g. monomorphic).
+    n_iter : Newton iterations.   status : :class:`~.iterate.Status` code: ``OK`` (the step
+    fell below ``tol``, or the optimum is at a bound with the slope pointing out),
+    ``MAX_STEPS``, or ``NONFINITE`` (a non-finite value met, e.g. a marker collinear with the
+    covariates).
     """
 
     log_delta: jnp.ndarray
@@ -82,8 +83,11 @@ class ScanOutput(NamedTuple):
     wald: jnp.ndarray
     sigma2_e: jnp.ndarray
     n_iter: jnp.ndarray
-    converged: jnp.ndarray
-    finite: jnp.ndarray
+    status: jnp.ndarray
+
+    @property
+    def converged(self):
+        return self.status == Status.OK
 
 
 def unrolled_cholesky(m: list[list[jnp.ndarray]]) -> list[list[jnp.ndarray]]:
@@ -497,7 +501,7 @@ def refine(g_rot, e_grid, data: ScanData, grid, *, method: str, tol: float, max_
         t_hat, done, est, g_rot, data, method, (lower, upper), h, tol, max_iter
     )
     finite = jnp.isfinite(ll) & jnp.isfinite(beta) & jnp.isfinite(se)
-    return ScanOutput(t_hat, ll, beta, se, (beta / se) ** 2, sigma2_e, n_iter, done & finite, finite)
+    return ScanOutput(t_hat, ll, beta, se, (beta / se) ** 2, sigma2_e, n_iter, status_of(done & finite, finite))
 
 
 def make_grid(grid_size: int = 41, bounds: tuple[float, float] = DELTA_BOUNDS, dtype=jnp.float64):
@@ -567,7 +571,7 @@ def null_fit(
         t0, jnp.zeros(1, bool), (nan, nan, nan, nan), x, reduced, method, (grid[0], grid[-1]), h, tol, max_iter
     )
     finite = jnp.isfinite(ll) & jnp.isfinite(beta) & jnp.isfinite(se)
-    return ScanOutput(t, ll, beta, se, (beta / se) ** 2, sigma2_e, n_iter, done & finite, finite)
+    return ScanOutput(t, ll, beta, se, (beta / se) ** 2, sigma2_e, n_iter, status_of(done & finite, finite))
 
 
 __all__ = [

@@ -115,8 +115,7 @@ class BlockFit(NamedTuple):
     sigma2_e: jnp.ndarray
     loglik: jnp.ndarray
     n_iter: jnp.ndarray
-    converged: jnp.ndarray
-    finite: jnp.ndarray
+    fit_status: jnp.ndarray  # Status code of the ReML fit
     lrt: jnp.ndarray
     p_lrt: jnp.ndarray
 
@@ -142,7 +141,7 @@ def _fit_block(g_rot, const: Constants, *, lrt: bool, grid_size: int, tol: float
         delta = jnp.exp(out.log_delta)
         return BlockFit(
             out.beta, out.se, stat, p_chi2, delta * out.sigma2_e, out.sigma2_e, out.loglik,
-            out.n_iter + 1, out.converged, out.finite, lrt_stat, p_lrt,
+            out.n_iter + 1, out.status, lrt_stat, p_lrt,
         )  # fmt: skip
 
     return jax.lax.map(per_trait, (const.y_rot, const.null_ml))
@@ -304,7 +303,7 @@ def screen_block(fit: BlockFit, qc: BlockQC, g: np.ndarray, raw: np.ndarray, uni
     count = g.shape[0]
     near = screen_collinear(g, qc, units.covar_basis, raw)
     host = {k: np.asarray(v)[:, :count] for k, v in fit._asdict().items()}
-    redo = ~(host["converged"] & host["finite"]).all(axis=0)
+    redo = (host["fit_status"] != Status.OK).any(axis=0)
     if g.dtype != np.float64:
         redo |= near | (np.nan_to_num(host["stat"], nan=0.0) > REFIT_STAT).any(axis=0)
     host["refit"] = redo & (qc.status == Status.OK)
@@ -332,9 +331,10 @@ def finish_block(host: dict[str, np.ndarray], df: int, units: Units) -> dict[str
     t, count = host["beta"].shape
     host["refitted"] = np.broadcast_to(host.pop("refit"), (t, count))
     status = np.broadcast_to(qc.status, (t, count)).copy()
+    fit_status = host.pop("fit_status")
     # a non-finite fit of a marker that passed the screen is a collinearity the screen missed
-    status[(status == Status.OK) & ~host["finite"]] = Status.COLLINEAR
-    status[(status == Status.OK) & ~host["converged"]] = Status.MAX_STEPS
+    status[(status == Status.OK) & (fit_status == Status.NONFINITE)] = Status.COLLINEAR
+    status[(status == Status.OK) & (fit_status != Status.OK)] = Status.MAX_STEPS
     bad = status != Status.OK
     y_scale = units.y_scale[:, None]
     effect = y_scale * qc.inv_scale[None, :]
@@ -347,11 +347,10 @@ def finish_block(host: dict[str, np.ndarray], df: int, units: Units) -> dict[str
         host["p_wald"] = betainc(0.5 * df, 0.5, df / (df + host["stat"]))
     for key in ("beta", "se", "stat", "p_wald", "p_chi2", "sigma2_g", "sigma2_e", "loglik", "lrt", "p_lrt"):
         host[key] = np.where(bad, np.nan, host[key])
-    host["converged"] = host["converged"] & ~bad
+    host["converged"] = ~bad
     host["status"] = status
     host["af"] = np.broadcast_to(qc.af, (t, count))
     host["n_obs"] = np.broadcast_to(qc.n_obs, (t, count))
-    host.pop("finite")
     return host
 
 

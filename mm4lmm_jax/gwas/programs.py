@@ -40,7 +40,8 @@ def source_digest(root: Path) -> str:
 
 
 @cache
-def _code_digest() -> str:
+def code_digest() -> str:
+    """:func:`source_digest` of this installed package (computed once per process)."""
     return source_digest(Path(__file__).resolve().parents[1])
 
 
@@ -55,7 +56,7 @@ def compiled(name: str, flat_fn: Callable, specs: tuple, key: str):
     store = _store()
     if store is not None:
         try:
-            file = store / f"{name}-{hashlib.sha256((key + _code_digest()).encode()).hexdigest()[:24]}.bin"
+            file = store / f"{name}-{hashlib.sha256((key + code_digest()).encode()).hexdigest()[:24]}.bin"
             if file.exists():
                 exp = jax.export.deserialize(bytearray(file.read_bytes()))
             else:
@@ -71,6 +72,7 @@ def compiled(name: str, flat_fn: Callable, specs: tuple, key: str):
 
 
 __all__ = [
+    "code_digest",
     "compiled",
     "source_digest",
 ]

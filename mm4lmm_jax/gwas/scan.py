@@ -46,7 +46,7 @@ from .io import (
     read_table,
 )
 from .kinship import GrmSum, contiguous_runs, grm
-from .programs import compiled
+from .programs import code_digest, compiled
 
 #: Median of the chi-square distribution with 1 df (for the genomic inflation factor).
 CHI2_1_MEDIAN = 0.4549364231195724
@@ -717,7 +717,9 @@ def gwas(
         store = None
         if checkpoint is not None:
             inputs = (phenotypes, genotypes, kinship, covariates, pheno_names, covar_names, sample_ids)
-            store = Checkpoint(checkpoint, _fingerprint(*inputs, loco, plan.opts, chunk_size, max_vif, plan.n_devices))
+            # the package's code is part of the fingerprint: another version never reuses these blocks
+            parts = (*inputs, loco, plan.opts, chunk_size, max_vif, plan.n_devices, code_digest())
+            store = Checkpoint(checkpoint, _fingerprint(*parts))
         executor = LocalExecutor(plan.n_devices, store)
     result = run_scan(plan, executor, progress=progress)
     dropped = {t: result.meta["n_dropped_missing"][t] for t in result.traits if result.meta["n_dropped_missing"][t]}

@@ -9,7 +9,7 @@ import pytest
 
 from mm4lmm_jax.core.likelihood import loglik_dense, loglik_rotated
 from mm4lmm_jax.core.mm import henderson_loglik, henderson_solve, step_dense, step_henderson
-from mm4lmm_jax.core.transforms import henderson_shared, henderson_system, joint_diagonalise
+from mm4lmm_jax.core.transforms import henderson_system, joint_diagonalise
 
 RNG = np.random.default_rng(3)
 N = 60
@@ -77,7 +77,7 @@ def test_henderson_matches_dense_likelihood_and_update():
     r = np.diag(np.linspace(0.5, 2.0, N))
     sigma = jnp.array([0.6, 0.9, 1.4])
     covs = np.stack([z1 @ g1 @ z1.T, z2 @ g2 @ z2.T, r])
-    hs = henderson_system(X, henderson_shared(Y, [z1, z2], [g1, g2], r))
+    hs = henderson_system(X, Y, [z1, z2], [g1, g2], r)
     ll_h = henderson_loglik(sigma, henderson_solve(sigma, hs), hs)
     ll_d, nxt_d = step_dense(sigma, Y, X, covs, "reml")
     ll_h2, nxt_h = step_henderson(sigma, hs)

@@ -15,7 +15,7 @@
   (inference functions over models' designs).
 * Whole fits of one model (vmap them over markers): :func:`fit_rotated`, :func:`fit_dense`,
   :func:`fit_henderson`, :func:`fit_single`.
-* Shared set-up: :func:`joint_diagonalise`, :func:`henderson_shared`, :func:`henderson_system`.
+* Shared set-up: :func:`joint_diagonalise`; :func:`henderson_system` (the plain MME, reference algebra).
 * Henderson's equations with the first random block eliminated (the K >= 3 scan step):
   :mod:`.reduced` (``reduced_shared``, ``reduced_system``, ``step_reduced``).
 * Covariance structures ``sigma2 -> (A'V^-1A, log|V|)``: :func:`rotated_quad`,
@@ -65,7 +65,7 @@ from .mm import (
 )
 from .structure import dense_quad, henderson_quad, rotated_quad
 from .structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoComponent, choose
-from .transforms import Rotation, henderson_shared, henderson_system, joint_diagonalise
+from .transforms import Rotation, henderson_system, joint_diagonalise
 
 __all__ = [
     "FitOutput",
@@ -104,7 +104,6 @@ __all__ = [
     "fit_henderson",
     "fit_rotated",
     "fit_single",
-    "henderson_shared",
     "henderson_system",
     "joint_diagonalise",
     "loglik_dense",

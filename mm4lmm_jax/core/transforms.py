@@ -46,48 +46,25 @@ def joint_diagonalise(k1, k2=None) -> Rotation:
     return Rotation(t, d, 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))))
 
 
-class HendersonShared(NamedTuple):
-    """Parts of :class:`~mm4lmm_jax.core.mm.HendersonSystem` shared by all marker models:
-    ``z`` (n, q), ``r_inv`` (n, n), ``rz`` (n, q) = ``R^-1 Z``, ``ry`` (n,) = ``R^-1 y`` and
-    the ``G`` blocks (see ``HendersonSystem``)."""
-
-    z: jnp.ndarray
-    r_inv: jnp.ndarray
-    rz: jnp.ndarray
-    ry: jnp.ndarray
-    zrz: jnp.ndarray
-    zry: jnp.ndarray
-    yry: jnp.ndarray
-    g_inv: jnp.ndarray
-    block: jnp.ndarray
-    logdet_g: jnp.ndarray
-    q_k: jnp.ndarray
-    logdet_r: jnp.ndarray
-    n_obs: jnp.ndarray
-
-
-def henderson_shared(y, z_list, g_list, r) -> HendersonShared:
-    """Set up Henderson's equations: ``z_list`` / ``g_list`` the random components
-    (``Z_k`` (n, q_k), ``G_k`` (q_k, q_k) positive definite), ``r`` (n, n) the residual
-    covariance (positive definite)."""
+def henderson_system(x, y, z_list, g_list, r) -> HendersonSystem:
+    """Cross-products of Henderson's equations (the plain, unreduced MME: the reference algebra
+    of :class:`~.structures.Henderson`) for design ``x`` (n, p), response ``y`` (n,), random
+    components ``Z_k`` (n, q_k) with ``G_k`` (q_k, q_k) positive definite, and the residual
+    covariance ``r`` (n, n) positive definite."""
     z = jnp.concatenate(list(z_list), axis=1)
     r_inv, logdet_r = sym_inverse(r)
     inv_logdets = [sym_inverse(g) for g in g_list]
     q_k = [g.shape[0] for g in g_list]
-    g_inv = jax.scipy.linalg.block_diag(*[gi for gi, _ in inv_logdets])
-    block = jnp.concatenate([jnp.full((q,), k, dtype=jnp.int32) for k, q in enumerate(q_k)])
-    rz = r_inv @ z
-    ry = r_inv @ y
-    return HendersonShared(
-        z=z,
-        r_inv=r_inv,
-        rz=rz,
-        ry=ry,
+    rx, rz, ry = r_inv @ x, r_inv @ z, r_inv @ y
+    return HendersonSystem(
+        xrx=x.T @ rx,
+        xrz=x.T @ rz,
+        xry=x.T @ ry,
         zrz=z.T @ rz,
         zry=z.T @ ry,
         yry=jnp.dot(y, ry),
-        g_inv=g_inv,
-        block=block,
+        g_inv=jax.scipy.linalg.block_diag(*[gi for gi, _ in inv_logdets]),
+        block=jnp.concatenate([jnp.full((q,), k, dtype=jnp.int32) for k, q in enumerate(q_k)]),
         logdet_g=jnp.stack([ld for _, ld in inv_logdets]),
         q_k=jnp.asarray(q_k, dtype=y.dtype),
         logdet_r=logdet_r,
@@ -95,29 +72,8 @@ def henderson_shared(y, z_list, g_list, r) -> HendersonShared:
     )
 
 
-def henderson_system(x, shared: HendersonShared) -> HendersonSystem:
-    """The per-model cross-products for design ``x`` (n, p)."""
-    rx = shared.r_inv @ x
-    return HendersonSystem(
-        xrx=x.T @ rx,
-        xrz=x.T @ shared.rz,
-        xry=x.T @ shared.ry,
-        zrz=shared.zrz,
-        zry=shared.zry,
-        yry=shared.yry,
-        g_inv=shared.g_inv,
-        block=shared.block,
-        logdet_g=shared.logdet_g,
-        q_k=shared.q_k,
-        logdet_r=shared.logdet_r,
-        n_obs=shared.n_obs,
-    )
-
-
 __all__ = [
-    "HendersonShared",
     "Rotation",
-    "henderson_shared",
     "henderson_system",
     "joint_diagonalise",
 ]

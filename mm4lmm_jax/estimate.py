@@ -41,8 +41,8 @@ class Problem:
     y_names: list[str] | None = None
 
 
-def _prepare(cls: type[Structure], y: np.ndarray, comps: Components) -> Structure:
-    return cls.prepare(y, comps.z_list, comps.v_list, comps.covariances())
+def _prepare(cls: type[Structure], y: np.ndarray, comps: Components, newton: bool = False) -> Structure:
+    return cls.prepare(y, comps.z_list, comps.v_list, comps.covariances(), newton=newton)
 
 
 def _notes(notes: list[str]) -> None:
@@ -182,10 +182,10 @@ def mmest(
     algorithm = choose_algorithm(algorithm, k, markers is not None, crit_var, crit_loglik)
     newton = algorithm == "newton"
     cls = choose_structure(comps, method, henderson if not (newton and method == "ml") else None, n_cof)
-    structure = _prepare(cls, y_arr, comps)
+    newton_cls = _newton_structure(comps, henderson, n_cof) if newton else None
+    structure = _prepare(cls, y_arr, comps, newton=newton_cls is cls)
     if newton:
-        newton_cls = _newton_structure(comps, henderson, n_cof)
-        newton_structure = structure if newton_cls is cls else _prepare(newton_cls, y_arr, comps)
+        newton_structure = structure if newton_cls is cls else _prepare(newton_cls, y_arr, comps, newton=True)
         fitter = NewtonFitPath(y_arr, newton_structure, method)
     else:
         fitter = _MMFitter(structure, method, stopping)

@@ -155,7 +155,7 @@ def test_exact_derivatives_match_autodiff(form, method):
     d = simulate(n=90, q=9, m=2, residual_identity=False)
     comps = validate_components(d["var_list"], d["z_list"], 90)
     cls = Henderson if form == "henderson" else Dense
-    scan = NewtonScan(d["y"], cls.prepare(d["y"], comps.z_list, comps.v_list, comps.covariances()), method)
+    scan = NewtonScan(d["y"], cls.prepare(d["y"], comps.z_list, comps.v_list, comps.covariances(), newton=True), method)
     cols = np.column_stack([np.ones(90), d["x"][:, 0], d["y"]])
     h, a_w = scan.columns(cols)
     s = scan.s_matrix(a_w, a_w)
@@ -189,7 +189,7 @@ def test_scan_matches_tight_mm_and_single_model_fits(data, newton_scan):
     # each model alone, by the exact path (no expansion)
     n = data["y"].size
     comps = validate_components(data["var_list"], data["z_list"], n)
-    structure = Henderson.prepare(data["y"], comps.z_list, comps.v_list, comps.covariances())
+    structure = Henderson.prepare(data["y"], comps.z_list, comps.v_list, comps.covariances(), newton=True)
     scan = NewtonScan(data["y"], structure, "reml")
     for j in (0, 3, 7):
         design = np.column_stack([np.ones(n), data["cofactor"][:, 0], data["x"][:, j]])

@@ -35,7 +35,7 @@ def _cases():
 
 def _prepare(cls, z_list, g_list):
     covs = [g if z is None else z @ g @ z.T for z, g in zip(z_list, g_list)]
-    return cls.prepare(Y, z_list, g_list, covs), Dense.prepare(Y, z_list, g_list, covs)
+    return cls.prepare(Y, z_list, g_list, covs).for_inference(), Dense.prepare(Y, z_list, g_list, covs)
 
 
 def test_every_structure_is_listed_and_chosen():

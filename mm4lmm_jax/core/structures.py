@@ -78,10 +78,16 @@ class Structure:
     batch_by_vmap: ClassVar[bool] = False
 
     @classmethod
-    def prepare(cls, y, z_list, g_list, covariances):  # pragma: no cover - interface
+    def prepare(cls, y, z_list, g_list, covariances, *, newton: bool = False):  # pragma: no cover
         """Build from ``y`` (n,), ``Z_k`` (n, q_k) or None (identity), ``G_k`` (q_k, q_k) and
-        the dense ``V_k = Z_k G_k Z_k'`` (n, n) (the last component the error)."""
+        the dense ``V_k = Z_k G_k Z_k'`` (n, n) (the last component the error); ``newton``:
+        also the Newton family (:meth:`family`), where the structure has one."""
         raise NotImplementedError
+
+    def for_inference(self):
+        """The structure with what ``quad`` and ``v_inv_times`` need (built on first use by
+        inference, so that fits alone do not pay for it)."""
+        return self
 
     def transform(self, x):
         return x
@@ -110,7 +116,7 @@ class Single(Structure):
     logdet_v1: jnp.ndarray
 
     @classmethod
-    def prepare(cls, y, z_list, g_list, covariances):
+    def prepare(cls, y, z_list, g_list, covariances, *, newton: bool = False):
         v1 = jnp.asarray(covariances[0])
         n = v1.shape[0]
         chol = jnp.linalg.cholesky(0.5 * (v1 + v1.T))
@@ -155,7 +161,7 @@ class TwoComponent(Structure):
     y_rot: jnp.ndarray
 
     @classmethod
-    def prepare(cls, y, z_list, g_list, covariances):
+    def prepare(cls, y, z_list, g_list, covariances, *, newton: bool = False):
         k1, k2 = (jnp.asarray(c) for c in covariances)
         is_eye = bool(jnp.array_equal(k2, jnp.eye(k2.shape[0])))
         rot = joint_diagonalise(k1, None if is_eye else k2)
@@ -185,7 +191,7 @@ class Dense(Structure):
     covs: jnp.ndarray
 
     @classmethod
-    def prepare(cls, y, z_list, g_list, covariances):
+    def prepare(cls, y, z_list, g_list, covariances, *, newton: bool = False):
         return cls(jnp.asarray(y), jnp.stack([jnp.asarray(c) for c in covariances]))
 
     def fit(self, x_t, sigma0, *, method, stopping):
@@ -241,13 +247,13 @@ class Henderson(Structure):
     l_inv: jnp.ndarray  # (n, n), or (0, 0) when R is the identity
     y_w: jnp.ndarray
     reduced: ReducedShared
-    w1w1: jnp.ndarray  # (q1, q1) W_1'W_1 of the rotated first block
-    zt: jnp.ndarray  # (n, q) whitened blocks, unrotated (the Newton family)
-    ztzt: jnp.ndarray  # (q, q) zt'zt
     whiten: bool = _static(False)
+    w1w1: jnp.ndarray | None = None  # (q1, q1) W_1'W_1 of the rotated first block (inference)
+    zt: jnp.ndarray | None = None  # (n, q) whitened blocks, unrotated (the Newton family)
+    ztzt: jnp.ndarray | None = None  # (q, q) zt'zt (the Newton family)
 
     @classmethod
-    def prepare(cls, y, z_list, g_list, covariances):
+    def prepare(cls, y, z_list, g_list, covariances, *, newton: bool = False):
         n = np.shape(y)[0]
         r = np.asarray(covariances[-1], dtype=float)
         whiten = not is_identity(r)
@@ -263,14 +269,21 @@ class Henderson(Structure):
         reduced = reduced_shared(
             jnp.asarray(y_w), [jnp.asarray(z) for z in z_w], [jnp.asarray(g) for g in g_list[:-1]], logdet_r
         )
+        out = cls(jnp.asarray(l_inv), jnp.asarray(y_w), reduced, whiten)
+        if not newton:
+            return out
         blocks = []
         for z, g in zip(zs, g_list[:-1]):
             g = np.asarray(g, float)
             c = np.linalg.cholesky(0.5 * (g + g.T))
             blocks.append(l_inv @ (z @ c) if whiten else z @ c)
         zt = np.concatenate(blocks, axis=1)
-        w1w1 = reduced.w1.T @ reduced.w1
-        return cls(jnp.asarray(l_inv), jnp.asarray(y_w), reduced, w1w1, jnp.asarray(zt), jnp.asarray(zt.T @ zt), whiten)
+        return dataclasses.replace(out, zt=jnp.asarray(zt), ztzt=jnp.asarray(zt.T @ zt))
+
+    def for_inference(self):
+        if self.w1w1 is not None:
+            return self
+        return dataclasses.replace(self, w1w1=self.reduced.w1.T @ self.reduced.w1)
 
     def transform(self, x):
         return _apply(self.l_inv, x) if self.whiten else x
@@ -322,7 +335,10 @@ class Henderson(Structure):
     newton_inverse_ratio: ClassVar[bool] = True
 
     def family(self) -> Family:
-        """``A(psi) = W'W + diag(psi_k)`` on the whitened blocks (``psi`` the inverse ratios)."""
+        """``A(psi) = W'W + diag(psi_k)`` on the whitened blocks (``psi`` the inverse ratios);
+        needs a structure prepared with ``newton=True``."""
+        if self.zt is None:
+            raise ValueError("this Henderson structure was prepared without the Newton family (newton=True)")
         sh = self.reduced
         sizes = np.asarray(sh.q_k, dtype=int)
         masks = np.zeros((sizes.size, int(sizes.sum())))

@@ -21,7 +21,7 @@ def structure_of(fit: FittedModels) -> Structure:
     """The prepared :class:`~mm4lmm_jax.core.structures.Structure` a fit was computed with."""
     if fit.problem is None:
         raise ValueError("this result carries no data: refit it with mmest to run inference")
-    return fit.problem.structure
+    return fit.problem.structure.for_inference()
 
 
 #: A variance component whose ratio to the error variance is below this is at the boundary

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mm4lmm_jax.core.kenward_roger import kr_ingredients
-from mm4lmm_jax.core.structure import dense_quad, henderson_quad, rotated_quad
+from mm4lmm_jax.core.quad import dense_quad, henderson_quad, rotated_quad
 from mm4lmm_jax.core.transforms import henderson_system, joint_diagonalise
 
 

@@ -18,7 +18,7 @@
 * Shared set-up: :func:`joint_diagonalise`; :func:`henderson_system` (the plain MME, reference algebra).
 * Henderson's equations with the first random block eliminated (the K >= 3 scan step):
   :mod:`.reduced` (``reduced_shared``, ``reduced_system``, ``step_reduced``).
-* Covariance structures ``sigma2 -> (A'V^-1A, log|V|)``: :func:`rotated_quad`,
+* Quadratic forms ``sigma2 -> (A'V^-1A, log|V|)`` (:mod:`.quad`, the algebra behind ``Structure.quad``): :func:`rotated_quad`,
   :func:`henderson_quad`, :func:`dense_quad`.
 * Information matrices by autodiff of those: :func:`expected_information`,
   :func:`average_information`, :func:`observed_information`, :func:`loglik_from_quad`.
@@ -63,7 +63,7 @@ from .mm import (
     step_profiled_reml,
     step_rotated_ml,
 )
-from .structure import dense_quad, henderson_quad, rotated_quad
+from .quad import dense_quad, henderson_quad, rotated_quad
 from .structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoComponent, choose
 from .transforms import Rotation, henderson_system, joint_diagonalise
 

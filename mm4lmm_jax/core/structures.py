@@ -32,8 +32,8 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 
 from .fit import FitOutput, fit_dense, fit_reduced, fit_rotated, fit_single
 from .newton_scan import Family
+from .quad import dense_quad, henderson_quad, rotated_quad
 from .reduced import ReducedShared, reduced_shared, reduced_system
-from .structure import dense_quad, henderson_quad, rotated_quad
 from .transforms import joint_diagonalise
 
 

@@ -18,8 +18,8 @@
 * Shared set-up: :func:`joint_diagonalise`; :func:`henderson_system` (the plain MME, reference algebra).
 * Henderson's equations with the first random block eliminated (the K >= 3 scan step):
   :mod:`.reduced` (``reduced_shared``, ``reduced_system``, ``step_reduced``).
-* Quadratic forms ``sigma2 -> (A'V^-1A, log|V|)`` (:mod:`.quad`, the algebra behind ``Structure.quad``): :func:`rotated_quad`,
-  :func:`henderson_quad`, :func:`dense_quad`.
+* Quadratic forms ``sigma2 -> (A'V^-1A, log|V|)`` (:mod:`.quad`, the algebra behind
+  ``Structure.quad``): :func:`rotated_quad`, :func:`henderson_quad`, :func:`dense_quad`.
 * Information matrices by autodiff of those: :func:`expected_information`,
   :func:`average_information`, :func:`observed_information`, :func:`loglik_from_quad`.
 * Kenward-Roger: :func:`kr_ingredients` (derivatives by ``jacfwd``), :func:`kr_test`.

@@ -9,7 +9,7 @@ import pytest
 
 from mm4lmm_jax.core import batch
 from mm4lmm_jax.core.iterate import Solution, Status, Stopping, iterate, squarem
-from mm4lmm_jax.core.structures import STRUCTURES, Dense, Henderson, Single, TwoComponent, choose
+from mm4lmm_jax.core.structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoComponent, choose
 
 N = 48
 RNG = np.random.default_rng(3)
@@ -148,3 +148,60 @@ def test_mmest_reports_each_models_status():
     assert res.status_array.tolist() == [Status.MAX_STEPS] and not res.converged_array[0]
     ok = mj.mmest(Y, var_list=[KIN, np.eye(N)], verbose=False)
     assert ok.status_array.tolist() == [Status.OK] and ok.converged_array.all()
+
+
+def test_a_new_structure_is_one_class():
+    """A structure written outside the package (here: two components with a diagonal first
+    matrix, no rotation) runs through the batched fits and the batched inference unchanged."""
+    import dataclasses
+
+    import jax
+
+    from mm4lmm_jax.core.fit import fit_rotated
+    from mm4lmm_jax.core.information import expected_information
+    from mm4lmm_jax.core.quad import rotated_quad
+
+    @dataclasses.dataclass(frozen=True)
+    class Diagonal(Structure):
+        y: jnp.ndarray
+        d: jnp.ndarray
+        batch_by_vmap = True
+
+        @classmethod
+        def prepare(cls, y, z_list, g_list, covariances, *, newton=False):
+            return cls(jnp.asarray(y), jnp.diagonal(jnp.asarray(covariances[0])))
+
+        def fit(self, x_t, sigma0, *, method, stopping):
+            return fit_rotated(self.y, x_t, self.d, sigma0, method=method, stopping=stopping)
+
+        def quad(self, x):
+            a = jnp.concatenate([x, self.y[:, None]], axis=1)
+            return lambda sigma2: rotated_quad(sigma2, a, self.d)
+
+        def v_inv_times(self, sigma2, r):
+            return r / (sigma2[0] * self.d + sigma2[1])
+
+    jax.tree_util.register_dataclass(Diagonal, data_fields=["y", "d"], meta_fields=[])
+    rng = np.random.default_rng(11)
+    n = 400
+    x = np.column_stack([np.ones(n), rng.normal(size=n)])
+    diag = np.diag(rng.uniform(0.0, 4.0, n))
+    y = x @ [1.0, 0.5] + rng.normal(size=n) * np.sqrt(1.0 + 2.0 * np.diag(diag))  # both components present
+    args = (y, [None, None], [diag, np.eye(n)], [diag, np.eye(n)])
+    new, ref = Diagonal.prepare(*args), TwoComponent.prepare(*args)
+    extra = rng.normal(size=(5, n, 1))
+    for method in ("reml", "ml"):
+        a = batch.fit_models(new, x, extra, np.ones(2), method=method, stopping=TIGHT)
+        b = batch.fit_models(ref, x, extra, np.ones(2), method=method, stopping=TIGHT)
+        assert (a.sigma2 > 0.1).all() and (a.status == Status.OK).all()
+        np.testing.assert_allclose(a.sigma2, b.sigma2, rtol=1e-6)
+        np.testing.assert_allclose(a.loglik, b.loglik, rtol=1e-11)
+
+    def info(quad, p, sigma2):
+        return expected_information(quad, sigma2, p, "reml")
+
+    designs = jnp.asarray(np.concatenate([np.broadcast_to(x, (5, n, 2)), extra], axis=2))
+    s2 = jnp.asarray(a.sigma2)
+    np.testing.assert_allclose(
+        batch.map_models(info, new, designs, s2), batch.map_models(info, ref, designs, s2), rtol=1e-8
+    )

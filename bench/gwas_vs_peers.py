@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 import mm4lmm_jax as mj
-from mm4lmm_jax.datasets.simulate import simulate_plink
-from mm4lmm_jax.gwas.io import open_plink, read_kinship
+from mm4lmm_jax.datasets._simulate import simulate_plink
+from mm4lmm_jax.gwas._io import open_plink, read_kinship
 
 
 def _run(cmd: list[str], cwd: Path, env=None) -> float:

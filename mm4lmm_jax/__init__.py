@@ -28,9 +28,9 @@ from .gwas import gwas  # eager: ``gwas`` names the function, not the subpackage
 
 if TYPE_CHECKING:
     from . import core, datasets
-    from .estimate import mmest
+    from ._estimate import mmest
+    from ._results import MMEstResult, ModelFit
     from .inference import anova_test, likelihood_ratio_test, mmblup, mmvcov
-    from .results import MMEstResult, ModelFit
 
 #: Public names loaded on first access: name -> (module, attribute or None for the module).
 _LAZY = {
@@ -40,9 +40,9 @@ _LAZY = {
     "likelihood_ratio_test": (".inference", "likelihood_ratio_test"),
     "mmblup": (".inference", "mmblup"),
     "mmvcov": (".inference", "mmvcov"),
-    "mmest": (".estimate", "mmest"),
-    "MMEstResult": (".results", "MMEstResult"),
-    "ModelFit": (".results", "ModelFit"),
+    "mmest": ("._estimate", "mmest"),
+    "MMEstResult": ("._results", "MMEstResult"),
+    "ModelFit": ("._results", "ModelFit"),
 }
 
 

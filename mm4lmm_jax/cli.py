@@ -224,8 +224,8 @@ def run_gwas(args, out=None, argv=None) -> int:
 
     from . import gwas
     from .errors import InputError
-    from .gwas.design import MAX_VIF
-    from .gwas.io import write_tsv
+    from .gwas._design import MAX_VIF
+    from .gwas._io import write_tsv
 
     out = out or sys.stdout
     kinship = args.kinship

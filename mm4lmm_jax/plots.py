@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .gwas.scan import genomic_inflation
+from .gwas._scan import genomic_inflation
 
 
 def _pyplot():

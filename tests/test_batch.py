@@ -92,9 +92,9 @@ def test_henderson_and_dense_paths_agree():
 def test_rotated_and_dense_paths_agree_two_components():
     """The joint-diagonalisation path and the generic dense MM reach the same optimum,
     also with a non-identity second matrix."""
-    from mm4lmm_jax.core.fit import fit_dense, fit_rotated
-    from mm4lmm_jax.core.iterate import Stopping
-    from mm4lmm_jax.core.transforms import joint_diagonalise
+    from mm4lmm_jax.core._fit import fit_dense, fit_rotated
+    from mm4lmm_jax.core._iterate import Stopping
+    from mm4lmm_jax.core._transforms import joint_diagonalise
 
     s = SIM
     n = len(s["y"])
@@ -125,7 +125,7 @@ def test_monomorphic_marker_is_dropped_with_warning():
 def test_scans_of_any_size_reuse_one_compiled_chunk():
     """Chunks are padded to a fixed shape: scans of 5, 11 and 6 markers (chunks of 4)
     compile one program; only a scan smaller than one chunk gets its own (smaller) shape."""
-    from mm4lmm_jax.core.batch import fit_chunk
+    from mm4lmm_jax.core._batch import fit_chunk
 
     s = SIM
     kw = dict(var_list=[s["kin"], np.eye(len(s["y"]))], chunk_size=4, verbose=False)

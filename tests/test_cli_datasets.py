@@ -70,7 +70,7 @@ def test_package_import_is_light_and_shortens_openblas_spin():
     code = (
         "import os, sys, mm4lmm_jax, jax; "
         "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], "
-        "'mm4lmm_jax.estimate' in sys.modules, 'mm4lmm_jax.inference' in sys.modules, "
+        "'mm4lmm_jax._estimate' in sys.modules, 'mm4lmm_jax.inference' in sys.modules, "
         "jax._src.xla_bridge._backends == {})"
     )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}

@@ -16,8 +16,8 @@ import pytest
 
 import mm4lmm_jax as mj
 from mm4lmm_jax import cli
-from mm4lmm_jax.datasets.simulate import simulate_plink
-from mm4lmm_jax.gwas import scan as scan_module
+from mm4lmm_jax.datasets._simulate import simulate_plink
+from mm4lmm_jax.gwas import _scan as scan_module
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_failed_run_leaves_no_stale_output_and_says_so_in_the_log(plink, tmp_pat
 
 
 def test_a_full_disk_during_the_write_leaves_no_truncated_file(plink, tmp_path, capsys, monkeypatch):
-    from mm4lmm_jax.gwas import io
+    from mm4lmm_jax.gwas import _io as io
 
     def full(frame, path):
         Path(path).write_text("chr\tsnp\n1\tpartial")
@@ -134,7 +134,7 @@ def test_phenotypes_with_no_individual_in_common_are_each_analysed(plink, tmp_pa
 def test_sigterm_during_the_parallel_kinship_parse_removes_its_files(plink, tmp_path, capsys, monkeypatch):
     """SIGTERM (timeout, SLURM) while worker processes parse the kinship text: the workers are
     stopped and the parsed pieces (in /dev/shm or the temporary folder) removed."""
-    from mm4lmm_jax.gwas import text_matrix
+    from mm4lmm_jax.gwas import _text_matrix as text_matrix
 
     folders = []
     original = text_matrix._scratch_dir

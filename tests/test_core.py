@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mm4lmm_jax.core.likelihood import loglik_dense, loglik_rotated
-from mm4lmm_jax.core.mm import henderson_loglik, henderson_solve, step_dense, step_henderson
-from mm4lmm_jax.core.transforms import henderson_system, joint_diagonalise
+from mm4lmm_jax.core._likelihood import loglik_dense, loglik_rotated
+from mm4lmm_jax.core._mm import henderson_loglik, henderson_solve, step_dense, step_henderson
+from mm4lmm_jax.core._transforms import henderson_system, joint_diagonalise
 
 RNG = np.random.default_rng(3)
 N = 60

@@ -23,7 +23,7 @@ import pytest
 from fixture_cases import as_vector, case_names, expected_models, fit_case, load_case, mmest_kwargs
 
 import mm4lmm_jax as mj
-from mm4lmm_jax.core.likelihood import loglik_dense, to_mm4lmm_convention
+from mm4lmm_jax.core._likelihood import loglik_dense, to_mm4lmm_convention
 
 CASES = case_names()
 TIGHT = [c for c in CASES if load_case(c)["args"]["crit_var"] <= 1e-9]

@@ -18,11 +18,11 @@ import pytest
 from scipy import stats
 
 import mm4lmm_jax as mj
-from mm4lmm_jax.core import profile_scan as ps
-from mm4lmm_jax.datasets.simulate import simulate_plink
-from mm4lmm_jax.gwas import scan as scan_module
-from mm4lmm_jax.gwas.io import InputError, open_plink
-from mm4lmm_jax.gwas.kinship import standardised_block
+from mm4lmm_jax.core import _profile_scan as ps
+from mm4lmm_jax.datasets._simulate import simulate_plink
+from mm4lmm_jax.gwas import _scan as scan_module
+from mm4lmm_jax.gwas._io import InputError, open_plink
+from mm4lmm_jax.gwas._kinship import standardised_block
 
 FIXTURE = Path(__file__).parent / "fixtures" / "gwas_gemma"
 
@@ -152,8 +152,8 @@ def test_int8_counts_impute_like_floats():
     """impute_block on int8 counts (-127 missing, as read from a .bed) == on floats with NaN:
     same imputed matrix, observed counts, frequencies and status (monomorphic with missing
     values, all missing, polymorphic)."""
-    from mm4lmm_jax.gwas.block import impute_block
-    from mm4lmm_jax.gwas.io import MISSING_COUNT
+    from mm4lmm_jax.gwas._block import impute_block
+    from mm4lmm_jax.gwas._io import MISSING_COUNT
 
     rng = np.random.default_rng(4)
     counts = rng.integers(0, 3, size=(50, 40)).astype(np.int8)
@@ -175,7 +175,8 @@ def test_int8_counts_impute_like_floats():
 def test_blocks_bound_memory_and_reuse_one_program(small, monkeypatch):
     """Markers are read in blocks of at most chunk_size (rounded up to 64), and every block
     (the last one padded) runs the one program compiled for the scan."""
-    from mm4lmm_jax.gwas import io, scan
+    from mm4lmm_jax.gwas import _io as io
+    from mm4lmm_jax.gwas import _scan as scan
 
     y, g, kin, _ = small
     sizes, compiled = [], []
@@ -205,7 +206,7 @@ def test_exported_programs_are_stored_and_reused(small, tmp_path):
     programs (a strong marker makes the scan use the refit program)."""
     import jax
 
-    from mm4lmm_jax.gwas import scan
+    from mm4lmm_jax.gwas import _scan as scan
 
     y, g, kin, _ = small
     y = y + 3.0 * g[:, 0]
@@ -270,7 +271,7 @@ def test_kinship_file_parsed_by_workers_gives_the_same_scan(plink, monkeypatch):
     """A kinship file parsed by worker processes gives the scan of the same matrix given in
     memory, bit for bit; a scan that fails before it waits for the parse stops the workers
     and removes their files."""
-    from mm4lmm_jax.gwas import text_matrix
+    from mm4lmm_jax.gwas import _text_matrix as text_matrix
 
     folders = []
 
@@ -426,7 +427,7 @@ def test_rotation_in_the_program_equals_rotation_on_the_host(small, monkeypatch,
     """The accelerator path (jnp eigh, the rotation inside the compiled block program) gives
     the CPU path's results (numpy BLAS rotation): to rounding in float64, to the float32
     class in float32 (XLA's and OpenBLAS's dot round differently)."""
-    from mm4lmm_jax.gwas import scan
+    from mm4lmm_jax.gwas import _scan as scan
 
     y, g, kin, cov = small
     kw = dict(kinship=kin, covariates=cov, progress=False, rotation_dtype=dtype, chunk_size=20)
@@ -512,7 +513,7 @@ def test_cli_writes_results_and_plots(plink, tmp_path, capsys):
 def test_tsv_output_reads_back_exactly(tmp_path):
     """write_tsv: floats read back bit for bit, NA for missing values (float, Int64, string),
     booleans as True/False, categories as their labels; a value with a tab is quoted."""
-    from mm4lmm_jax.gwas.io import write_tsv
+    from mm4lmm_jax.gwas._io import write_tsv
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal(500) * 10.0 ** rng.integers(-300, 300, 500)
@@ -571,3 +572,16 @@ def test_cli_help_explains_every_option():
     for opt in ["--bfile", "--pheno", "--pheno-name", "--covar", "--kinship", "--grm", "--loco", "--chunk-size",
                 "--out", "--scheduler", "--lrt", "--parquet", "intercept"]:  # fmt: skip
         assert opt in out.stdout
+
+
+def test_step_by_step_scan_equals_gwas(small):
+    """``prepare_scan`` -> ``run_scan(plan, LocalExecutor)`` -> ``ScanResult`` is what ``gwas()`` does."""
+    from mm4lmm_jax.gwas import LocalExecutor, ScanResult, prepare_scan, run_scan
+
+    y, g, kin, cov = small
+    whole = mj.gwas(y, g, kinship=kin, covariates=cov, progress=False)
+    plan = prepare_scan(y, g, kin, cov)
+    result = run_scan(plan, LocalExecutor(plan.n_devices), progress=False)
+    assert isinstance(result, ScanResult) and result.traits == list(whole.attrs["n_analysed"])
+    pd.testing.assert_frame_equal(result.table, whole)
+    assert result.meta["lambda_gc"] == whole.attrs["lambda_gc"]

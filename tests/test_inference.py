@@ -26,10 +26,10 @@ import pytest
 from fixture_cases import fit_case, load_case
 
 import mm4lmm_jax as mj
-from mm4lmm_jax.inference.anova import _type1, _wald
-from mm4lmm_jax.inference.hypotheses import selection_matrix, term_columns
-from mm4lmm_jax.inference.structures import model_design
-from mm4lmm_jax.inference.wald import chi2_sf
+from mm4lmm_jax.inference._anova import _type1, _wald
+from mm4lmm_jax.inference._hypotheses import selection_matrix, term_columns
+from mm4lmm_jax.inference._structures import model_design
+from mm4lmm_jax.inference._wald import chi2_sf
 
 WALD_KINDS = [
     ("qtl_scan_reml", "TypeI"),
@@ -239,7 +239,7 @@ def test_autodiff_information_equals_closed_forms(case_name):
 
 
 def test_observed_information_equals_finite_differences():
-    from mm4lmm_jax.core.likelihood import loglik_dense
+    from mm4lmm_jax.core._likelihood import loglik_dense
 
     res = fit_case("hybrid_reml_matrix")
     covs = np.stack(res.problem.components.covariances())
@@ -285,7 +285,7 @@ def test_mmblup_dense_equals_rotated_and_named():
     assert rot.path == "rotated"
     b = mj.mmblup(fit=rot)
     assert list(b["Additive"].index) == list(d.kinship.index)
-    from mm4lmm_jax.inference.blup import v_inverse_times
+    from mm4lmm_jax.inference._blup import v_inverse_times
 
     resid = rot.problem.y - model_design(rot, 0) @ rot.beta_array[0, :1]
     s = rot.sigma2_array[0]

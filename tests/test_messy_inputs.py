@@ -12,8 +12,8 @@ import pytest
 
 import mm4lmm_jax as mj
 from mm4lmm_jax.errors import InputWarning, KinshipWarning
-from mm4lmm_jax.gwas import block
-from mm4lmm_jax.gwas.io import InputError
+from mm4lmm_jax.gwas import _block as block
+from mm4lmm_jax.gwas._io import InputError
 
 N = 240
 
@@ -233,7 +233,7 @@ def test_loco_with_one_chromosome_says_so(data):
 
 @pytest.fixture(scope="module")
 def plink(tmp_path_factory):
-    from mm4lmm_jax.datasets.simulate import simulate_plink
+    from mm4lmm_jax.datasets._simulate import simulate_plink
 
     return simulate_plink(tmp_path_factory.mktemp("plink"), n=200, m=300, n_chrom=3, seed=5)
 

@@ -1,4 +1,4 @@
-"""The ``K >= 3`` scan by Newton's method (:mod:`mm4lmm_jax.core.newton_path`).
+"""The ``K >= 3`` scan by Newton's method (:mod:`mm4lmm_jax.core._newton_path`).
 
 Checked here: the expansion's pieces against direct linear algebra (forms, log-determinant);
 the analytic derivatives against autodiff; the scan against each model fitted alone and
@@ -18,8 +18,8 @@ import pytest
 from fixture_cases import as_vector, expected_models, load_case, mmest_kwargs
 
 import mm4lmm_jax as mj
-import mm4lmm_jax.core.newton_path as newton_path
-from mm4lmm_jax.core.expansion import (
+import mm4lmm_jax.core._newton_path as newton_path
+from mm4lmm_jax.core._expansion import (
     evaluate,
     evaluate_derivatives,
     form_coefficients,
@@ -28,10 +28,10 @@ from mm4lmm_jax.core.expansion import (
     spectral_scales,
     word_set,
 )
-from mm4lmm_jax.core.newton_path import NewtonScan
-from mm4lmm_jax.core.newton_scan import exact_derivatives, exact_loglik, maximise
-from mm4lmm_jax.core.structures import Dense, Henderson
-from mm4lmm_jax.model.data import validate_components
+from mm4lmm_jax.core._newton_path import NewtonScan
+from mm4lmm_jax.core._newton_scan import exact_derivatives, exact_loglik, maximise
+from mm4lmm_jax.core._structures import Dense, Henderson
+from mm4lmm_jax.model._data import validate_components
 
 TIGHT = dict(crit_var=1e-12, crit_loglik=1e-12, max_iter=20000, verbose=False)
 

@@ -15,8 +15,8 @@ import pytest
 from fixture_cases import as_vector, expected_models, load_case, mmest_kwargs
 
 import mm4lmm_jax as mj
-from mm4lmm_jax.core.mm import profiled_reml_loglik, profiled_sigma2
-from mm4lmm_jax.core.transforms import joint_diagonalise
+from mm4lmm_jax.core._mm import profiled_reml_loglik, profiled_sigma2
+from mm4lmm_jax.core._transforms import joint_diagonalise
 
 
 def _exact_optimum(y_rot, x_rot, d, delta):

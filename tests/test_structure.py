@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mm4lmm_jax.core.kenward_roger import kr_ingredients
-from mm4lmm_jax.core.quad import dense_quad, henderson_quad, rotated_quad
-from mm4lmm_jax.core.transforms import henderson_system, joint_diagonalise
+from mm4lmm_jax.core._kenward_roger import kr_ingredients
+from mm4lmm_jax.core._quad import dense_quad, henderson_quad, rotated_quad
+from mm4lmm_jax.core._transforms import henderson_system, joint_diagonalise
 
 
 def _problem(seed=0, n=60, q=(7, 5), p=3):
@@ -106,8 +106,8 @@ def test_reduced_henderson_step_equals_plain_henderson():
     """The reduced MME (first block eliminated, blocks whitened and rotated) gives the same
     MM step, log-likelihood, beta and var_beta as the plain Henderson system: three random
     blocks and a non-identity residual covariance (whitened first)."""
-    from mm4lmm_jax.core.mm import henderson_solve, step_henderson
-    from mm4lmm_jax.core.reduced import reduced_shared, reduced_solve, reduced_system, step_reduced
+    from mm4lmm_jax.core._mm import henderson_solve, step_henderson
+    from mm4lmm_jax.core._reduced import reduced_shared, reduced_solve, reduced_system, step_reduced
 
     zs, gs, x, y = _problem(seed=5, n=80, q=(9, 6, 4))
     n = y.size

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mm4lmm_jax.core import batch
-from mm4lmm_jax.core.iterate import Solution, Status, Stopping, iterate, squarem
-from mm4lmm_jax.core.structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoComponent, choose
+from mm4lmm_jax.core import _batch as batch
+from mm4lmm_jax.core._iterate import Solution, Status, Stopping, iterate, squarem
+from mm4lmm_jax.core._structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoComponent, choose
 
 N = 48
 RNG = np.random.default_rng(3)
@@ -157,9 +157,9 @@ def test_a_new_structure_is_one_class():
 
     import jax
 
-    from mm4lmm_jax.core.fit import fit_rotated
-    from mm4lmm_jax.core.information import expected_information
-    from mm4lmm_jax.core.quad import rotated_quad
+    from mm4lmm_jax.core._fit import fit_rotated
+    from mm4lmm_jax.core._information import expected_information
+    from mm4lmm_jax.core._quad import rotated_quad
 
     @dataclasses.dataclass(frozen=True)
     class Diagonal(Structure):

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from mm4lmm_jax.gwas import text_matrix
-from mm4lmm_jax.gwas.io import InputError, KinshipRead, checked_symmetric
-from mm4lmm_jax.gwas.text_matrix import TextMatrixRead, line_starts
+from mm4lmm_jax.gwas import _text_matrix as text_matrix
+from mm4lmm_jax.gwas._io import InputError, KinshipRead, checked_symmetric
+from mm4lmm_jax.gwas._text_matrix import TextMatrixRead, line_starts
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mm4lmm_jax.datasets.simulate import simulate_plink
+from mm4lmm_jax.datasets._simulate import simulate_plink
 
 OUT = Path("tests/fixtures/gwas_gemma")
 

@@ -4,28 +4,30 @@
 * Likelihoods: :func:`loglik_dense`, :func:`loglik_rotated`, :func:`to_mm4lmm_convention`.
 * One MM update: :func:`step_dense`, :func:`step_profiled_reml`, :func:`step_rotated_ml`,
   :func:`step_henderson`.
-* One iteration protocol (:mod:`.iterate`): solvers with ``init / step / terminate / finish``
+* One iteration protocol (:mod:`._iterate`): solvers with ``init / step / terminate / finish``
   run by :func:`iterate` to a :class:`Solution` ``(value, status, n_steps)``; :class:`Status`
   (one enumeration for every fit and scan); :class:`Stopping` (MM4LMM's rule, static);
   :class:`Squarem` (MM with squared extrapolation, anchored or not), :class:`DampedNewton`.
-* Covariance structures (:mod:`.structures`): :class:`Single`, :class:`TwoComponent`,
+* Covariance structures (:mod:`._structures`): :class:`Single`, :class:`TwoComponent`,
   :class:`Henderson`, :class:`Dense` -- pytrees built by ``prepare`` offering ``fit``,
   ``quad``, ``v_inv_times`` and the Newton family; :func:`choose` picks one as MM4LMM does.
-* Batches (:mod:`.batch`): :func:`fit_models` (padded, jitted chunks), :func:`map_models`
+* Batches (:mod:`._batch`): :func:`fit_models` (padded, jitted chunks), :func:`map_models`
   (inference functions over models' designs).
 * Whole fits of one model (vmap them over markers): :func:`fit_rotated`, :func:`fit_dense`,
   :func:`fit_henderson`, :func:`fit_single`.
 * Shared set-up: :func:`joint_diagonalise`; :func:`henderson_system` (the plain MME, reference algebra).
 * Henderson's equations with the first random block eliminated (the K >= 3 scan step):
-  :mod:`.reduced` (``reduced_shared``, ``reduced_system``, ``step_reduced``).
-* Quadratic forms ``sigma2 -> (A'V^-1A, log|V|)`` (:mod:`.quad`, the algebra behind
+  :mod:`._reduced` (``reduced_shared``, ``reduced_system``, ``step_reduced``).
+* Quadratic forms ``sigma2 -> (A'V^-1A, log|V|)`` (:mod:`._quad`, the algebra behind
   ``Structure.quad``): :func:`rotated_quad`, :func:`henderson_quad`, :func:`dense_quad`.
 * Information matrices by autodiff of those: :func:`expected_information`,
   :func:`average_information`, :func:`observed_information`, :func:`loglik_from_quad`.
 * Kenward-Roger: :func:`kr_ingredients` (derivatives by ``jacfwd``), :func:`kr_test`.
-* Exact ``K >= 3`` optima by Newton (:mod:`.newton_scan`: ``Family``, ``exact_derivatives``,
+* The two-component GWAS kernel (grid, interpolation, Newton on ``log delta``):
+  :func:`scan_markers`, :func:`null_fit`, :class:`ScanData`.
+* Exact ``K >= 3`` optima by Newton (:mod:`._newton_scan`: ``Family``, ``exact_derivatives``,
   ``newton_exact``, ``newton_surrogate``) on the expansion of quadratic forms and
-  log-determinant around a centre (:mod:`.expansion`: Neumann words, ``form_coefficients``,
+  log-determinant around a centre (:mod:`._expansion`: Neumann words, ``form_coefficients``,
   ``logdet_series``).
 
 Glossary (one word per idea; see ``ARCHITECTURE.md``):
@@ -34,8 +36,8 @@ Glossary (one word per idea; see ``ARCHITECTURE.md``):
 * ``delta`` -- the two-component ratio ``s1 / s2``; ``t = log delta`` in the GWAS kernel.
 * ``psi`` -- parameter of a Newton family ``A(psi)`` (ratios to the last component in dense
   form, their inverses in Henderson form); ``t = log psi``; ``u`` scaled offsets from ``psi0``.
-* ``structure`` -- a prepared covariance (:mod:`.structures`); ``solver`` -- an iteration scheme
-  (:mod:`.iterate`); ``method`` -- ``"reml"`` / ``"ml"``; ``stopping``, ``status``, ``n_steps``.
+* ``structure`` -- a prepared covariance (:mod:`._structures`); ``solver`` -- an iteration scheme
+  (:mod:`._iterate`); ``method`` -- ``"reml"`` / ``"ml"``; ``stopping``, ``status``, ``n_steps``.
 * ``x`` a design (n, p); ``base`` shared columns, ``extra`` per-model columns; ``chunk`` models per
   compiled batch.
 
@@ -49,13 +51,13 @@ Never differentiate through the MM loop (``while_loop`` has no reverse mode): ta
 derivatives of the likelihood at the fitted ``sigma2`` instead.
 """
 
-from .batch import fit_chunk, fit_models, map_models
-from .fit import FitOutput, fit_dense, fit_henderson, fit_rotated, fit_single
-from .information import average_information, expected_information, loglik_from_quad, observed_information
-from .iterate import DampedNewton, Solution, Squarem, Status, Stopping, iterate, squarem, squarem_anchored
-from .kenward_roger import KRIngredients, KRTest, kr_ingredients, kr_test
-from .likelihood import loglik_dense, loglik_rotated, to_mm4lmm_convention
-from .mm import (
+from ._batch import fit_chunk, fit_models, map_models
+from ._fit import FitOutput, fit_dense, fit_henderson, fit_rotated, fit_single
+from ._information import average_information, expected_information, loglik_from_quad, observed_information
+from ._iterate import DampedNewton, Solution, Squarem, Status, Stopping, iterate, squarem, squarem_anchored
+from ._kenward_roger import KRIngredients, KRTest, kr_ingredients, kr_test
+from ._likelihood import loglik_dense, loglik_rotated, to_mm4lmm_convention
+from ._mm import (
     HendersonSystem,
     profiled_reml_loglik,
     step_dense,
@@ -63,11 +65,17 @@ from .mm import (
     step_profiled_reml,
     step_rotated_ml,
 )
-from .quad import dense_quad, henderson_quad, rotated_quad
-from .structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoComponent, choose
-from .transforms import Rotation, henderson_system, joint_diagonalise
+from ._profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit, scan_markers
+from ._quad import dense_quad, henderson_quad, rotated_quad
+from ._structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoComponent, choose
+from ._transforms import Rotation, henderson_system, joint_diagonalise
 
 __all__ = [
+    "DELTA_BOUNDS",
+    "ScanData",
+    "ScanOutput",
+    "null_fit",
+    "scan_markers",
     "FitOutput",
     "KRIngredients",
     "KRTest",

@@ -7,7 +7,7 @@
   and the incidence matrices mapping hybrids to their parents.
 * :func:`gwas_example` -- a small simulated PLINK data set (300 related individuals, 400
   markers on 2 chromosomes, two traits, two covariates) for :func:`mm4lmm_jax.gwas`.
-* :func:`~mm4lmm_jax.datasets.simulate.simulate_plink` -- simulate and write larger ones.
+* :func:`~mm4lmm_jax.datasets._simulate.simulate_plink` -- simulate and write larger ones.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def load_variance_component_example() -> VarianceComponentExample:
     )
 
 
-from .simulate import SimulatedPlink, simulate_plink  # noqa: E402
+from ._simulate import SimulatedPlink, simulate_plink  # noqa: E402
 
 __all__ = [
     "GwasExample",

@@ -1,12 +1,12 @@
 """Inference on fitted models: MM4LMM's ``AnovaTest``, ``MMVcov`` and ``MMBlup``,
 likelihood-ratio tests and summaries."""
 
-from .anova import AnovaResult, anova_test
-from .blup import mmblup
-from .lrt import likelihood_ratio_test
-from .summary import Summary, summarize
-from .vcov import VcovResult, information_array, mmvcov
-from .wald import wald_test
+from ._anova import AnovaResult, anova_test
+from ._blup import mmblup
+from ._lrt import likelihood_ratio_test
+from ._summary import Summary, summarize
+from ._vcov import VcovResult, information_array, mmvcov
+from ._wald import wald_test
 
 __all__ = [
     "AnovaResult",

@@ -1,2 +1,2 @@
-"""The design layer: validated responses and components (:mod:`.data`), formulas and design
-matrices (:mod:`.design`)."""
+"""The design layer: validated responses and components (:mod:`._data`), formulas and design
+matrices (:mod:`._design`)."""

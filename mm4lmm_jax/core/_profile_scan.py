@@ -8,7 +8,7 @@ With ``K = U diag(d) U'`` and everything rotated by ``U'``, ``V = s_e diag(delta
 (``delta = s_g / s_e``).  Profiling ``s_e`` and the fixed effects out leaves a function of
 ``t = log(delta)`` alone; with weights ``w_i = 1 / (delta d_i + 1)``, ``X = [C | g]``
 (``p = c + 1`` columns) and ``ypy = y' P y`` at ``s_e = 1``, the full log-likelihoods
-(2 pi included, as in :mod:`mm4lmm_jax.core.likelihood`) are
+(2 pi included, as in :mod:`mm4lmm_jax.core._likelihood`) are
 
 * ReML: ``l(t) = -1/2 [(n - p)(log(2 pi ypy / (n - p)) + 1) - sum log w + log|X' W X|]``
 * ML:   ``l(t) = -1/2 [n (log(2 pi ypy / n) + 1) - sum log w]``
@@ -43,8 +43,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import jet
 
-from .iterate import Status, iterate, status_of
-from .likelihood import LOG_2PI
+from ._iterate import Status, iterate, status_of
+from ._likelihood import LOG_2PI
 
 #: GEMMA's bounds on the variance ratio ``delta = s_g / s_e``.
 DELTA_BOUNDS = (1e-5, 1e5)
@@ -328,7 +328,7 @@ def _newton_step(d1, d2, max_step):
 @dataclass(frozen=True)
 class BlockNewton:
     """Damped Newton ascent on ``t = log delta`` with exact sums for a block of markers (b,),
-    as a solver of :mod:`.iterate`: a marker whose step lowers the likelihood is halved back;
+    as a solver of :mod:`._iterate`: a marker whose step lowers the likelihood is halved back;
     it stops when its step is below ``tol`` (or it sits at a bound with the slope pointing
     out), and keeps the estimates of that last, exactly evaluated point.  The block stops when
     every marker has, or after ``max_iter`` steps."""

@@ -1,7 +1,7 @@
 """Log-likelihoods and information matrices of the variance components, by autodiff.
 
 Each function takes ``quad``: a function ``sigma2 -> (M, log|V|)`` with
-``M = [X|y]' V^-1 [X|y]`` (see :mod:`.quad`), so one code path serves every
+``M = [X|y]' V^-1 [X|y]`` (see :mod:`._quad`), so one code path serves every
 covariance structure and any number of components.  With ``h`` the log-determinant part
 of the (negative twice) log-likelihood and ``y'Py`` its quadratic part:
 
@@ -26,8 +26,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from .gls import sym_inverse
-from .likelihood import LOG_2PI
+from ._gls import sym_inverse
+from ._likelihood import LOG_2PI
 
 Quad = Callable[[jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
 

@@ -11,10 +11,10 @@ import warnings
 
 import numpy as np
 
-from ..model.data import as_response, subset_rows, validate_components
-from ..model.design import XNAME, cofactor_frame, marker_designs, null_design
-from .fitted import FittedModels
-from .structures import model_design
+from ..model._data import as_response, subset_rows, validate_components
+from ..model._design import XNAME, cofactor_frame, marker_designs, null_design
+from ._fitted import FittedModels
+from ._structures import model_design
 
 _RTOL = 1e-8
 

@@ -18,7 +18,7 @@ import math
 
 import jax.numpy as jnp
 
-from .gls import gls_dense, gls_diag
+from ._gls import gls_dense, gls_diag
 
 LOG_2PI = math.log(2.0 * math.pi)
 

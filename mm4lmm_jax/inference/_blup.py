@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .checks import check_same_data, require_fit
-from .fitted import FittedModels
-from .structures import model_design, structure_of
+from ._checks import check_same_data, require_fit
+from ._fitted import FittedModels
+from ._structures import model_design, structure_of
 
 
 def v_inverse_times(fit: FittedModels, sigma2: np.ndarray, r: np.ndarray) -> np.ndarray:

@@ -7,14 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .core.batch import fit_models
-from .core.fit import FitOutput
-from .core.iterate import Status, Stopping
-from .core.likelihood import LOG_2PI
-from .core.newton_path import NewtonFitPath
-from .core.structures import Structure, choose, choose_newton
+from ._results import MMEstResult
+from .core._batch import fit_models
+from .core._fit import FitOutput
+from .core._iterate import Status, Stopping
+from .core._likelihood import LOG_2PI
+from .core._newton_path import NewtonFitPath
+from .core._structures import Structure, choose, choose_newton
 from .errors import ConvergenceWarning, NumericalError
-from .model.data import (
+from .model._data import (
     Components,
     as_response,
     drop_missing,
@@ -23,8 +24,7 @@ from .model.data import (
     subset_rows,
     validate_components,
 )
-from .model.design import XNAME, Design, MarkerDesigns, cofactor_frame, marker_designs, null_design
-from .results import MMEstResult
+from .model._design import XNAME, Design, MarkerDesigns, cofactor_frame, marker_designs, null_design
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def mmest(
     chunk_size : marker models per compiled batch (default depends on the structure).
     algorithm : ``"mm"`` (MM4LMM's iterations), ``"newton"`` (``K >= 3`` only: every model at
         its exact optimum by Newton's method; marker models share one expansion around the
-        null optimum, see :mod:`mm4lmm_jax.core.newton_path`; ``crit_var``, ``crit_loglik``
+        null optimum, see :mod:`mm4lmm_jax.core._newton_path`; ``crit_var``, ``crit_loglik``
         and ``max_iter`` do not apply and ``n_iter`` counts Newton steps) or ``"auto"``
         (Newton for ``K >= 3`` marker scans with both criteria ``<= 1e-6``, MM otherwise).
 

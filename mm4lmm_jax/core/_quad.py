@@ -8,8 +8,8 @@ algebra: with ``A = [X | y]`` (n, p+1),
 * ``log |V(sigma2)|``.
 
 The functions below compute ``(M, log|V|)`` for each covariance structure, cheaply where
-the structure allows it.  They are smooth in ``sigma2``: :mod:`.information` and
-:mod:`.kenward_roger` take their derivatives with :func:`jax.jacfwd` / :func:`jax.hessian`.
+the structure allows it.  They are smooth in ``sigma2``: :mod:`._information` and
+:mod:`._kenward_roger` take their derivatives with :func:`jax.jacfwd` / :func:`jax.hessian`.
 
 * :func:`rotated_quad` -- two components after joint diagonalisation: O(n p^2).
 * :func:`henderson_quad` -- ``V = s_e R + sum_k s_k Z_k G_k Z_k'`` through the Woodbury
@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from .gls import chol_logdet
+from ._gls import chol_logdet
 
 
 def rotated_quad(sigma2, a_rot, d, logdet_k2=0.0):

@@ -1,9 +1,9 @@
 """From a fitted :class:`~mm4lmm_jax.FittedModels` to batched, jitted inference computations.
 
-A fit keeps its data and its prepared covariance structure (:mod:`mm4lmm_jax.core.structures`);
+A fit keeps its data and its prepared covariance structure (:mod:`mm4lmm_jax.core._structures`);
 :func:`structures_for` gives the structures to compute each model with, and
 :func:`design_chunks` walks the models' designs in fixed-size groups, so every model of a
-scan is handled in a few calls of :func:`mm4lmm_jax.core.batch.map_models`.
+scan is handled in a few calls of :func:`mm4lmm_jax.core._batch.map_models`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.structures import Dense, Structure
-from .fitted import FittedModels
+from ..core._structures import Dense, Structure
+from ._fitted import FittedModels
 
 
 def structure_of(fit: FittedModels) -> Structure:
-    """The prepared :class:`~mm4lmm_jax.core.structures.Structure` a fit was computed with."""
+    """The prepared :class:`~mm4lmm_jax.core._structures.Structure` a fit was computed with."""
     if fit.problem is None:
         raise ValueError("this result carries no data: refit it with mmest to run inference")
     return fit.problem.structure.for_inference()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .inference.summary import summarize
+from .inference._summary import summarize
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +78,7 @@ class MMEstResult(Sequence):
     (m, p_max, p_max), ``loglik_array`` (m,), ``n_iter_array`` (m,), ``converged_array`` (m,).
     ``structure`` the covariance structure of the fit (``"single"``, ``"rotated"``,
     ``"henderson"`` or ``"dense"``; ``path`` is its former name); ``algorithm`` ``"mm"`` or
-    ``"newton"``; ``status_array`` (m,) each model's :class:`~mm4lmm_jax.core.iterate.Status`
+    ``"newton"``; ``status_array`` (m,) each model's :class:`~mm4lmm_jax.core._iterate.Status`
     code (``converged_array`` is ``status == OK``).
     """
 

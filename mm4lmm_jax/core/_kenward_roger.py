@@ -1,7 +1,7 @@
 """Kenward & Roger (1997) small-sample F tests for ``L beta = 0`` (pure JAX, batchable).
 
 The ingredients are derivatives of the fixed-effect information ``F(s) = X'V(s)^-1X`` in
-the variance components, taken by autodiff of a ``quad`` function (see :mod:`.quad`):
+the variance components, taken by autodiff of a ``quad`` function (see :mod:`._quad`):
 
 * ``P_i = dF/ds_i = -X'V^-1 V_i V^-1 X``;
 * ``Q_ij`` (symmetrised) ``= 1/2 d2F/ds_i ds_j = sym(X'V^-1 V_i V^-1 V_j V^-1 X)``;
@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import betainc
 
-from .gls import sym_inverse
-from .information import Quad, expected_information
+from ._gls import sym_inverse
+from ._information import Quad, expected_information
 
 
 class KRIngredients(NamedTuple):

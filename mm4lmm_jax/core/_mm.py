@@ -27,8 +27,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
-from .gls import chol_logdet, gls_dense, gls_diag
-from .likelihood import LOG_2PI
+from ._gls import chol_logdet, gls_dense, gls_diag
+from ._likelihood import LOG_2PI
 
 # ----------------------------------------------------------------------------- rotated
 

@@ -20,7 +20,7 @@ matrix ``S = F' B^-1 F`` gives everything (:func:`profiled`): ``beta = S_xx^-1 S
 
 Two evaluations of ``S`` and ``log|A|``: exact (:func:`exact_loglik`, one Cholesky of
 ``A(psi)`` per model, used for the null model and as the fallback) and the expansion around
-the null optimum of :mod:`.expansion` (:func:`surrogate_loglik`, no per-model
+the null optimum of :mod:`._expansion` (:func:`surrogate_loglik`, no per-model
 factorisation).  :func:`newton_surrogate` and :func:`newton_exact` maximise them.
 """
 
@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from .expansion import apply_e, evaluate, evaluate_derivatives
-from .iterate import DampedNewton, Solution, iterate
-from .likelihood import LOG_2PI
+from ._expansion import apply_e, evaluate, evaluate_derivatives
+from ._iterate import DampedNewton, Solution, iterate
+from ._likelihood import LOG_2PI
 
 PSI_BOUNDS = (-18.420680743952367, 18.420680743952367)  # log(1e-8), log(1e8): ratio bounds
 

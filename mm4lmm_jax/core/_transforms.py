@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from .gls import sym_inverse
-from .mm import HendersonSystem
+from ._gls import sym_inverse
+from ._mm import HendersonSystem
 
 
 class Rotation(NamedTuple):

@@ -9,14 +9,14 @@ offers, as pure functions of its arrays, every operation its consumers need:
   shared columns once;
 * ``fit(x_t, sigma0, method=, stopping=)``: one model's MM fit (a :class:`~.fit.FitOutput`);
 * ``quad(x)``: ``sigma2 -> (A'V^-1A, log|V|)`` with ``A = [x | y]``: the quadratic form behind
-  log-likelihoods, information matrices and Kenward-Roger (:mod:`.information`);
+  log-likelihoods, information matrices and Kenward-Roger (:mod:`._information`);
 * ``v_inv_times(sigma2, r)``: ``V^-1 r`` (BLUPs);
 * ``chunk_size()``: models per compiled batch; class attributes ``methods`` (what
   :meth:`fit` supports), ``stable_at_boundary`` (whether ``quad``'s derivatives stay accurate
   when a component is near zero), ``batch_by_vmap`` (per-model algebra small enough to vmap).
 
 :class:`Henderson` and :class:`Dense` also give the Newton family ``A(psi)`` of
-:mod:`.newton_scan` (``family``, ``newton_columns``).  :func:`choose` is MM4LMM's choice of
+:mod:`._newton_scan` (``family``, ``newton_columns``).  :func:`choose` is MM4LMM's choice of
 structure; a new structure is one class here (added to :data:`STRUCTURES` and :func:`choose`).
 """
 
@@ -30,11 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from .fit import FitOutput, fit_dense, fit_reduced, fit_rotated, fit_single
-from .newton_scan import Family
-from .quad import dense_quad, henderson_quad, rotated_quad
-from .reduced import ReducedShared, reduced_shared, reduced_system
-from .transforms import joint_diagonalise
+from ._fit import FitOutput, fit_dense, fit_reduced, fit_rotated, fit_single
+from ._newton_scan import Family
+from ._quad import dense_quad, henderson_quad, rotated_quad
+from ._reduced import ReducedShared, reduced_shared, reduced_system
+from ._transforms import joint_diagonalise
 
 
 def _pytree(cls):
@@ -237,7 +237,7 @@ class Henderson(Structure):
     """``V = s_e R + sum_k s_k Z_k G_k Z_k'`` through Henderson's mixed-model equations
     (``sum q_k + p < n``).  The data are whitened by ``R = L L'`` (when ``R`` is not the
     identity) and every block by ``G_k = C_k C_k'``: ``W_k = L^-1 Z_k C_k``.  The MM fit works
-    on the reduced system of :mod:`.reduced` (first block eliminated in closed form); ``quad``
+    on the reduced system of :mod:`._reduced` (first block eliminated in closed form); ``quad``
     and ``v_inv_times`` use the Woodbury identity on the whitened blocks.  ReML only."""
 
     key: ClassVar[str] = "henderson"

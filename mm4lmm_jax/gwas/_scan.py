@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..core.profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit
+from ..core._profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit
 from ..errors import InputWarning, KinshipWarning, MissingDataWarning
-from .block import (
+from ._block import (
     REFIT_BLOCK,
     STATUS,
     BlockFit,
@@ -34,8 +34,8 @@ from .block import (
     screen_block,
     start_block,
 )
-from .design import MAX_VIF, Design, Traits, covariate_design, standardised_traits
-from .io import (
+from ._design import MAX_VIF, Design, Traits, covariate_design, standardised_traits
+from ._io import (
     SNP_COLUMNS,
     GenotypeSource,
     InputError,
@@ -45,8 +45,8 @@ from .io import (
     open_plink,
     read_table,
 )
-from .kinship import GrmSum, contiguous_runs, grm
-from .programs import code_digest, compiled
+from ._kinship import GrmSum, contiguous_runs, grm
+from ._programs import code_digest, compiled
 
 #: Median of the chi-square distribution with 1 df (for the genomic inflation factor).
 CHI2_1_MEDIAN = 0.4549364231195724

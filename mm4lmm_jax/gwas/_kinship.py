@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from .io import GenotypeSource
+from ._io import GenotypeSource
 
 
 def standardised_block(raw: np.ndarray) -> np.ndarray:

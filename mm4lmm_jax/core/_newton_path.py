@@ -1,7 +1,7 @@
 """The exact ``K >= 3`` marker scan: Newton's method on an expansion shared by every model.
 
 Set-up once per data set (:class:`NewtonScan`): the family ``A(psi)`` of
-:mod:`mm4lmm_jax.core.newton_scan` in Henderson form (``sum q_k < n``) or dense form, the
+:mod:`mm4lmm_jax.core._newton_scan` in Henderson form (``sum q_k < n``) or dense form, the
 null model's exact optimum ``psi0`` (Newton, from MM's fit only where a plain start
 fails), then at ``psi0`` one
 factorisation, the log-determinant series and the words of the shared columns
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .expansion import (
+from ._expansion import (
     WordSet,
     form_coefficients,
     logdet_series,
@@ -30,9 +30,9 @@ from .expansion import (
     spectral_scales,
     word_set,
 )
-from .fit import FitOutput
-from .iterate import Solution, Status, status_of
-from .newton_scan import (
+from ._fit import FitOutput
+from ._iterate import Solution, Status, status_of
+from ._newton_scan import (
     PSI_BOUNDS,
     Estimates,
     Expansion,
@@ -43,7 +43,7 @@ from .newton_scan import (
     newton_surrogate,
     surrogate_loglik,
 )
-from .structures import Structure
+from ._structures import Structure
 
 ORDER = 4  # words up to length 4: forms exact to degree 9 in the offsets
 LOGDET_ORDER = 10

@@ -192,7 +192,7 @@ def _check_fields(path: Path, what: str) -> str:
     holds a tab, else runs of whitespace)."""
     import gzip
 
-    from .text_matrix import gzipped
+    from ._text_matrix import gzipped
 
     opener = gzip.open if gzipped(str(path)) else open
     with opener(path, "rt") as fh:
@@ -219,12 +219,12 @@ def _check_fields(path: Path, what: str) -> str:
 class KinshipRead:
     """A kinship file being read: ``.npy``, or GEMMA's text format (n rows of n numbers
     separated by whitespace, no header, rows in .fam order; ``.gz`` compressed or not), whose
-    text is parsed by worker processes while the caller goes on (see :mod:`.text_matrix`;
+    text is parsed by worker processes while the caller goes on (see :mod:`._text_matrix`;
     ``parts`` as there).  :meth:`result` returns the checked (n, n) float64 array, or raises
     an :class:`InputError` naming the file."""
 
     def __init__(self, path: str | os.PathLike, n: int, parts: int | None = None):
-        from .text_matrix import TextMatrixRead
+        from ._text_matrix import TextMatrixRead
 
         self.path = _need(path, "kinship")
         self.n = n

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
-from .gls import chol_logdet
-from .mm import henderson_update
+from ._gls import chol_logdet
+from ._mm import henderson_update
 
 
 class ReducedShared(NamedTuple):

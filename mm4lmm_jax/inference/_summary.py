@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .fitted import FittedModel
-from .structures import components_at_zero
-from .vcov import information_array
-from .wald import chi2_sf
+from ._fitted import FittedModel
+from ._structures import components_at_zero
+from ._vcov import information_array
+from ._wald import chi2_sf
 
 
 @dataclass(frozen=True)

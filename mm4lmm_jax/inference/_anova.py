@@ -13,13 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..core.batch import map_models
-from ..core.kenward_roger import kr_ingredients, kr_test
-from .checks import check_same_data, require_fit
-from .fitted import FittedModels
-from .hypotheses import as_contrasts, selection_matrix, term_columns, term_labels
-from .structures import design_chunks, layout_groups, structures_for
-from .wald import chi2_sf_array
+from ..core._batch import map_models
+from ..core._kenward_roger import kr_ingredients, kr_test
+from ._checks import check_same_data, require_fit
+from ._fitted import FittedModels
+from ._hypotheses import as_contrasts, selection_matrix, term_columns, term_labels
+from ._structures import design_chunks, layout_groups, structures_for
+from ._wald import chi2_sf_array
 
 _TYPES = {"typei": "TypeI", "type1": "TypeI", "i": "TypeI", "typeiii": "TypeIII", "type3": "TypeIII"}
 _TYPES.update({"iii": "TypeIII", "kr": "KR", "kenward-roger": "KR", "kenwardroger": "KR"})

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .fit import FitOutput
-from .iterate import Stopping
-from .structures import Structure
+from ._fit import FitOutput
+from ._iterate import Stopping
+from ._structures import Structure
 
 
 @partial(jax.jit, static_argnames=("method", "stopping"))

@@ -15,12 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfc
 
-from ..core.iterate import Status
-from ..core.profile_scan import ScanData, scan_markers
-from .io import MISSING_COUNT
+from ..core._iterate import Status
+from ..core._profile_scan import ScanData, scan_markers
+from ._io import MISSING_COUNT
 
 #: ``status`` codes of a marker (column ``status`` of the results): the package's one
-#: :class:`~mm4lmm_jax.core.iterate.Status` enumeration, code -> label.
+#: :class:`~mm4lmm_jax.core._iterate.Status` enumeration, code -> label.
 STATUS = {s.value: s.label for s in Status}
 
 

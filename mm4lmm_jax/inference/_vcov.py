@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..core.batch import map_models
-from ..core.information import average_information, expected_information, observed_information
+from ..core._batch import map_models
+from ..core._information import average_information, expected_information, observed_information
 from ..errors import BoundaryWarning
-from .checks import check_same_data, require_fit
-from .fitted import FittedModels
-from .structures import components_at_zero, design_chunks, layout_groups, model_design, structures_for
+from ._checks import check_same_data, require_fit
+from ._fitted import FittedModels
+from ._structures import components_at_zero, design_chunks, layout_groups, model_design, structures_for
 
 _INFORMATION = {"expected": "expected", "fisher": "expected", "ai": "ai", "average": "ai", "observed": "observed"}
 

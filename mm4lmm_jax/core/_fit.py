@@ -11,10 +11,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from .gls import gls_dense, gls_diag
-from .iterate import Solution, Status, Stopping, squarem, squarem_anchored, status_of
-from .likelihood import LOG_2PI, loglik_dense, loglik_rotated
-from .mm import (
+from ._gls import gls_dense, gls_diag
+from ._iterate import Solution, Status, Stopping, squarem, squarem_anchored, status_of
+from ._likelihood import LOG_2PI, loglik_dense, loglik_rotated
+from ._mm import (
     HendersonSystem,
     henderson_loglik,
     henderson_solve,
@@ -24,7 +24,7 @@ from .mm import (
     step_profiled_reml,
     step_rotated_ml,
 )
-from .reduced import ReducedSystem, reduced_loglik, reduced_solve, step_reduced
+from ._reduced import ReducedSystem, reduced_loglik, reduced_solve, step_reduced
 
 
 class FitOutput(NamedTuple):
@@ -111,7 +111,7 @@ def fit_henderson(hs: HendersonSystem, sigma0, *, stopping: Stopping):
 
 
 def fit_reduced(rs: ReducedSystem, sigma0, *, stopping: Stopping):
-    """ReML through the reduced Henderson system (:mod:`.reduced`); ``sigma0`` (K,).
+    """ReML through the reduced Henderson system (:mod:`._reduced`); ``sigma0`` (K,).
     Same iterates and results as :func:`fit_henderson`, cheaper per step."""
     res = squarem(lambda t: step_reduced(t, rs), sigma0, stopping)
     sigma2 = res.value

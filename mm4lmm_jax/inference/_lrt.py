@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .fitted import FittedModel, FittedModels
-from .wald import chi2_sf
+from ._fitted import FittedModel, FittedModels
+from ._wald import chi2_sf
 
 
 def _as_table(fit, role: str):

@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from ..core._structures import is_identity
 from ..errors import MissingDataWarning
 
 METHOD_ALIASES = {"reml": "reml", "ml": "ml"}
@@ -105,10 +106,6 @@ def check_covariance(v: np.ndarray, arg: str, tol: float = 1e-8) -> None:
         raise ValueError(
             f"{arg} ({v.shape[0]}x{v.shape[1]}) is not positive semi-definite (smallest eigenvalue {eig_min:.3g})"
         )
-
-
-def is_identity(v: np.ndarray) -> bool:
-    return is_diagonal(v) and bool(np.all(np.diagonal(v) == 1.0))
 
 
 def is_diagonal(v: np.ndarray) -> bool:
@@ -254,7 +251,6 @@ __all__ = [
     "check_covariance",
     "drop_missing",
     "is_diagonal",
-    "is_identity",
     "is_positive_definite",
     "named_list",
     "normalise_method",

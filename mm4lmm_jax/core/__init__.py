@@ -53,6 +53,7 @@ derivatives of the likelihood at the fitted ``sigma2`` instead.
 
 from ._batch import fit_chunk, fit_models, map_models
 from ._fit import FitOutput, fit_dense, fit_henderson, fit_rotated, fit_single
+from ._implicit import FitResult, fit
 from ._information import average_information, expected_information, loglik_from_quad, observed_information
 from ._iterate import DampedNewton, Solution, Squarem, Status, Stopping, iterate, squarem, squarem_anchored
 from ._kenward_roger import KRIngredients, KRTest, kr_ingredients, kr_test
@@ -71,6 +72,8 @@ from ._structures import STRUCTURES, Dense, Henderson, Single, Structure, TwoCom
 from ._transforms import Rotation, henderson_system, joint_diagonalise
 
 __all__ = [
+    "FitResult",
+    "fit",
     "DELTA_BOUNDS",
     "ScanData",
     "ScanOutput",

@@ -89,17 +89,36 @@ def run_gwas_example(out=None, fmt=None) -> None:
     print(f"genomic inflation lambda_GC = {a['lambda_gc']['trait1']:.3f}", file=out)
 
 
-def _enable_compilation_cache() -> None:
-    """Keep compiled programs between runs (``MM4LMM_JAX_CACHE``; empty disables)."""
+_CACHE_OPTIONS = (
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+)
+
+
+def _enable_compilation_cache() -> dict:
+    """Keep compiled programs between runs (``MM4LMM_JAX_CACHE``; empty disables).
+
+    Returns the caller's settings, which :func:`main` puts back when the run ends: called
+    in-process (a notebook, a test), a run leaves JAX's configuration as it found it."""
     import os
 
     import jax
 
+    before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
     path = os.environ.get("MM4LMM_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mm4lmm_jax", "xla"))
     if path:
         jax.config.update("jax_compilation_cache_dir", path)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return before
+
+
+def _restore_config(settings: dict) -> None:
+    import jax
+
+    for name, value in settings.items():
+        jax.config.update(name, value)
 
 
 def _outputs(prefix: str) -> list[str]:
@@ -232,7 +251,6 @@ def run_gwas(args, out=None, argv=None) -> int:
     if kinship is None and not args.grm and not args.loco:
         raise InputError("give --kinship FILE, or --grm / --loco to compute it from the genotypes")
     check_writable(args.out)
-    _enable_compilation_cache()
     checkpoint = f"{args.out}.checkpoint"
     log = RunLog(f"{args.out}.log")
     try:
@@ -444,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import InputError
 
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    settings = _enable_compilation_cache()
     try:
         return run_gwas(args, argv=argv)
     except (InputError, FileNotFoundError, ValueError) as err:
@@ -458,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mm4lmm gwas: {what}; completed blocks are kept for --resume", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     finally:
+        _restore_config(settings)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,7 +82,9 @@ def test_sigterm_ends_the_run_cleanly(plink, tmp_path, capsys, monkeypatch):
 
 def test_a_killed_scan_resumes_to_the_uninterrupted_results(plink, tmp_path, capsys, monkeypatch):
     full = tmp_path / "full"
+    before = jax.config.jax_compilation_cache_dir
     assert cli.main(_args(plink, full)) == 0
+    assert jax.config.jax_compilation_cache_dir == before  # the run's cache setting ends with it
     original = scan_module.start_block
     calls = []
 

@@ -19,6 +19,7 @@ def test_notebooks_exist():
         "02_qtl_detection.ipynb",
         "03_gwas_scan.ipynb",
         "04_jax_pipeline.ipynb",
+        "05_differentiable_fits.ipynb",
     ]:
         assert expected in names
 

@@ -53,7 +53,7 @@ derivatives of the likelihood at the fitted ``sigma2`` instead.
 
 from ._batch import fit_chunk, fit_models, map_models
 from ._fit import FitOutput, fit_dense, fit_henderson, fit_rotated, fit_single
-from ._implicit import FitResult, fit
+from ._implicit import FitResult, Wald, blups, fit, lowrank_quad, model_quad, wald
 from ._information import average_information, expected_information, loglik_from_quad, observed_information
 from ._iterate import DampedNewton, Solution, Squarem, Status, Stopping, iterate, squarem, squarem_anchored
 from ._kenward_roger import KRIngredients, KRTest, kr_ingredients, kr_test
@@ -73,7 +73,12 @@ from ._transforms import Rotation, henderson_system, joint_diagonalise
 
 __all__ = [
     "FitResult",
+    "Wald",
+    "blups",
     "fit",
+    "lowrank_quad",
+    "model_quad",
+    "wald",
     "DELTA_BOUNDS",
     "ScanData",
     "ScanOutput",

@@ -121,17 +121,24 @@ def test_implicit_derivatives_equal_finite_differences(case, method):
         r = core.fit(y, x, c, z=zz, method=method)
         return r.sigma2, r.beta, r.loglik, core.wald(r).p_value, _first_blup(r, y, x, c, zz)
 
-    _, tangent = jax.jvp(outputs, (y, x, covs, z), (dy, dx, dc, dz))
+    # y and x move, the covariances stay (the structure's own algebra: rotation, Henderson blocks);
+    # then the covariances and Z move (the dense / Woodbury algebra)
+    _, along_data = jax.jvp(lambda y, x: outputs(y, x, covs, z), (y, x), (dy, dx))
+    _, along_covs = jax.jvp(lambda c, zz: outputs(y, x, c, zz), (covs, z), (dc, dz))
     eps = 1e-5
 
-    def exact_outputs(t):
-        yy, xx, cc, zz = y + t * dy, x + t * dx, _plus(covs, t, dc), _plus(z, t, dz)
+    def exact_outputs(t, data: bool):
+        if data:
+            yy, xx, cc, zz = y + t * dy, x + t * dx, covs, z
+        else:
+            yy, xx, cc, zz = y, x, _plus(covs, t, dc), _plus(z, t, dz)
         return _outputs(yy, xx, cc, zz, _exact(yy, xx, cc, zz, method), method)
 
-    plus, minus = exact_outputs(eps), exact_outputs(-eps)
-    for got, hi, lo in zip(tangent, plus, minus):
-        fd = (np.asarray(hi) - np.asarray(lo)) / (2 * eps)
-        np.testing.assert_allclose(np.asarray(got), fd, rtol=1e-6, atol=1e-8 * np.max(np.abs(fd), initial=0.0))
+    for tangent, data in ((along_data, True), (along_covs, False)):
+        plus, minus = exact_outputs(eps, data), exact_outputs(-eps, data)
+        for got, hi, lo in zip(tangent, plus, minus):
+            fd = (np.asarray(hi) - np.asarray(lo)) / (2 * eps)
+            np.testing.assert_allclose(np.asarray(got), fd, rtol=1e-6, atol=1e-8 * np.max(np.abs(fd), initial=0.0))
 
 
 def test_each_case_uses_the_structure_it_names():

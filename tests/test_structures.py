@@ -56,6 +56,13 @@ def test_quad_and_v_inverse_equal_the_dense_form(case):
     m_d, logdet_d = dense.quad(jnp.asarray(X))(jnp.asarray(sigma2))
     np.testing.assert_allclose(m, m_d, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(logdet, logdet_d, rtol=1e-11)
+    a = jnp.asarray(np.column_stack([X, Y]))
+    at_zero = [jnp.asarray(sigma2).at[0].set(0.0)] if len(sigma2) > 1 else []  # smooth at zero
+    for s in [jnp.asarray(sigma2), *at_zero]:
+        m_a, logdet_a = struct.quad_data(a)(s)
+        m_ad, logdet_ad = dense.quad_data(a)(s)
+        np.testing.assert_allclose(m_a, m_ad, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(logdet_a, logdet_ad, rtol=1e-11)
     r = jnp.asarray(RNG.normal(size=N))
     np.testing.assert_allclose(
         struct.v_inv_times(jnp.asarray(sigma2), r), dense.v_inv_times(jnp.asarray(sigma2), r), rtol=1e-9, atol=1e-12

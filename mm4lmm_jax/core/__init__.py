@@ -13,6 +13,8 @@
   ``quad``, ``v_inv_times`` and the Newton family; :func:`choose` picks one as MM4LMM does.
 * Batches (:mod:`._batch`): :func:`fit_models` (padded, jitted chunks), :func:`map_models`
   (inference functions over models' designs).
+* A differentiable fit (:mod:`._implicit`): :func:`fit` -> :class:`FitResult`; :func:`wald`,
+  :func:`blups`, :func:`model_quad` (the data-level quad), :func:`lowrank_quad`.
 * Whole fits of one model (vmap them over markers): :func:`fit_rotated`, :func:`fit_dense`,
   :func:`fit_henderson`, :func:`fit_single`.
 * Shared set-up: :func:`joint_diagonalise`; :func:`henderson_system` (the plain MME, reference algebra).
@@ -47,8 +49,9 @@ Example (gradient of the ReML log-likelihood in the variance components)::
     from mm4lmm_jax.core import loglik_dense
     g = jax.grad(loglik_dense)(jnp.array([0.5, 1.0]), y, X, jnp.stack([K, jnp.eye(n)]), "reml")
 
-Never differentiate through the MM loop (``while_loop`` has no reverse mode): take
-derivatives of the likelihood at the fitted ``sigma2`` instead.
+Derivatives of a whole fit: :func:`fit` (:mod:`._implicit`) runs MM forward and differentiates
+the optimum by the implicit function theorem; ``jax.grad`` through the MM loop itself fails
+(``while_loop`` has no reverse mode).
 """
 
 from ._batch import fit_chunk, fit_models, map_models

@@ -31,13 +31,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import block_diag, cho_solve, lu_factor, lu_solve, solve_triangular
+from jax.custom_derivatives import SymbolicZero
+from jax.scipy.linalg import block_diag, cho_solve, solve_triangular
 from jax.scipy.special import erfc
 
 from ._gls import chol_logdet
 from ._information import expected_information, gls_from_quad, loglik_from_quad
 from ._iterate import Stopping
-from ._quad import dense_quad
+from ._quad import dense_quad, pushthrough_quad
 from ._reduced import reduced_shared
 from ._structures import Dense, Henderson, Single, TwoComponent
 from ._transforms import joint_diagonalise
@@ -79,8 +80,6 @@ def lowrank_quad(sigma2, a, z_list, g_list, r=None):
     ``log|V| = (n - q) log s_e + log|R| + log|C|``.  No ``G^-1`` and no ``1 / s_k``: smooth
     in ``sigma2`` down to zero random components (the boundary of the derivative rule).
     """
-    n = a.shape[0]
-    s_e = sigma2[-1]
     z = jnp.concatenate(list(z_list), axis=1)
     if r is None:
         a_w, z_w, logdet_r = a, z, 0.0
@@ -89,14 +88,8 @@ def lowrank_quad(sigma2, a, z_list, g_list, r=None):
         a_w = solve_triangular(chol, a, lower=True)
         z_w = solve_triangular(chol, z, lower=True)
         logdet_r = chol_logdet(chol)
-    q = z.shape[1]
     g = block_diag(*[s * gk for s, gk in zip(sigma2[:-1], g_list)])
-    az = a_w.T @ z_w
-    c = s_e * jnp.eye(q, dtype=a.dtype) + (z_w.T @ z_w) @ g
-    lu = lu_factor(c)
-    m = (a_w.T @ a_w - az @ g @ lu_solve(lu, az.T)) / s_e
-    logdet_c = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu[0]))))
-    return 0.5 * (m + m.T), (n - q) * jnp.log(s_e) + logdet_r + logdet_c
+    return pushthrough_quad(sigma2, a_w.T @ a_w, a_w.T @ z_w, z_w.T @ z_w, g, a.shape[0], logdet_r)
 
 
 def _as_z(z, n, dtype):
@@ -125,30 +118,55 @@ def _loglik(method, sigma2, y, x, covs, z):
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _optimum(method: str, sigma2, y, x, covs, z):
+def _optimum(method: str, sigma2, y, x, covs, z, structure):
     """``sigma2`` itself (the optimum found by the solver), with the implicit derivative rule."""
     return sigma2
 
 
-@_optimum.defjvp
+def _is_zero(t) -> bool:
+    return isinstance(t, SymbolicZero)
+
+
+def _instantiate(tree):
+    return jax.tree_util.tree_map(
+        lambda t: jnp.zeros(t.aval.shape, t.aval.dtype) if _is_zero(t) else t, tree, is_leaf=_is_zero
+    )
+
+
 def _optimum_jvp(method, primals, tangents):
-    sigma2, y, x, covs, z = primals
-    _, dy, dx, dcovs, dz = tangents  # the optimum does not depend on where the solver started
+    sigma2, y, x, covs, z, structure = primals
+    _, dy, dx, dcovs, dz, _ = tangents  # the optimum does not depend on where the solver started
     free = sigma2 > AT_ZERO * jnp.sum(jnp.abs(sigma2))
-    # held components are evaluated at exactly zero: the data-level quad is polynomial in the
-    # random components (no 1 / s_k), so every coefficient stays finite there, and the zero
-    # cotangents they receive in reverse mode never meet an inf or a NaN
+    # held components are evaluated at exactly zero: the quads used here are smooth there (no
+    # 1 / s_k), so every coefficient stays finite and the zero cotangents they receive in
+    # reverse mode never meet an inf or a NaN
     safe = jnp.where(free, sigma2, 0.0)
+    dy, dx = _instantiate(dy), _instantiate(dx)
+    n, p = y.shape[0], x.shape[1]
+    if all(_is_zero(t) for t in jax.tree_util.tree_leaves((dcovs, dz), is_leaf=_is_zero)):
+        # covariances fixed: the structure's own algebra (rotation, Henderson blocks) is exact
+        # in (y, x), to every order, and costs O(n p^2) instead of O(n^3)
+        def loglik(s, y_, x_):
+            a = jnp.concatenate([x_, y_[:, None]], axis=1)
+            return loglik_from_quad(structure.quad_data(a), s, n, p, method)
 
-    def score(y_, x_, c_, z_):
-        return jax.grad(_loglik, argnums=1)(method, safe, y_, x_, c_, z_)
+        hess = jax.hessian(loglik)(safe, y, x)
+        _, mixed = jax.jvp(lambda y_, x_: jax.grad(loglik)(safe, y_, x_), (y, x), (dy, dx))
+    else:
+        dcovs, dz = _instantiate(dcovs), _instantiate(dz)
 
-    hess = jax.hessian(_loglik, argnums=1)(method, safe, y, x, covs, z)
-    _, mixed = jax.jvp(score, (y, x, covs, z), (dy, dx, dcovs, dz))
+        def score(y_, x_, c_, z_):
+            return jax.grad(_loglik, argnums=1)(method, safe, y_, x_, c_, z_)
+
+        hess = jax.hessian(_loglik, argnums=1)(method, safe, y, x, covs, z)
+        _, mixed = jax.jvp(score, (y, x, covs, z), (dy, dx, dcovs, dz))
     both = free[:, None] & free[None, :]
     h_free = jnp.where(both, hess, jnp.eye(sigma2.shape[0], dtype=hess.dtype))
     d_sigma2 = -jnp.linalg.solve(h_free, jnp.where(free, mixed, 0.0))
     return sigma2, jnp.where(free, d_sigma2, 0.0)
+
+
+_optimum.defjvp(_optimum_jvp, symbolic_zeros=True)
 
 
 def _polish(quad, sigma2, n: int, p: int, method: str, steps: int = 2):
@@ -254,8 +272,10 @@ def fit(
         sigma0 = jnp.full((k,), jnp.var(y_c, ddof=1) / k)
     structure = _structure(y_c, x_c, covs_c, z_c, method)
     out = structure.fit(structure.transform(x_c), jax.lax.stop_gradient(sigma0), method=method, stopping=stopping)
-    polished = _polish(structure.for_inference().quad(x_c), out.sigma2, y.shape[0], x.shape[1], method)
-    sigma2 = _optimum(method, jax.lax.stop_gradient(polished), y, x, covs, z)
+    structure = structure.for_inference()
+    a_c = jnp.concatenate([x_c, y_c[:, None]], axis=1)
+    polished = _polish(structure.quad_data(a_c), out.sigma2, y.shape[0], x.shape[1], method)
+    sigma2 = _optimum(method, jax.lax.stop_gradient(polished), y, x, covs, z, structure)
     quad = model_quad(y, x, covs, z)
     p = x.shape[1]
     beta, var_beta = gls_from_quad(quad, sigma2, p)

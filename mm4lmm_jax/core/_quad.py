@@ -14,13 +14,15 @@ the structure allows it.  They are smooth in ``sigma2``: :mod:`._information` an
 * :func:`rotated_quad` -- two components after joint diagonalisation: O(n p^2).
 * :func:`henderson_quad` -- ``V = s_e R + sum_k s_k Z_k G_k Z_k'`` through the Woodbury
   identity: O(q^3 + q p^2) per evaluation once the cross-products are known.
+* :func:`pushthrough_quad` -- the same ``V`` (whitened) without ``G^-1`` or ``1 / s_k``: smooth at
+  zero components (derivatives at the boundary).
 * :func:`dense_quad` -- any ``V = sum_k s_k V_k``: O(n^3).
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
+from jax.scipy.linalg import lu_factor, lu_solve, solve_triangular
 
 from ._gls import chol_logdet
 
@@ -68,4 +70,21 @@ def henderson_quad(sigma2, ara, arz, zrz, g_inv, block, logdet_g, q_k, logdet_r,
     return 0.5 * (m + m.T), logdet_v
 
 
-__all__ = ["dense_quad", "henderson_quad", "rotated_quad"]
+def pushthrough_quad(sigma2, aa, az, zz, g, n_obs, logdet_r=0.0):
+    """``(M, log|V|)`` for a whitened ``V = s_e I + Z G Z'`` by the push-through Woodbury identity.
+
+    ``aa`` (c, c) ``A'A``; ``az`` (c, q) ``A'Z``; ``zz`` (q, q) ``Z'Z``; ``g`` (q, q) ``G`` built
+    from ``sigma2`` (e.g. ``blockdiag(s_k G_k)``); ``n_obs``; ``logdet_r`` ``log|R|`` of the
+    whitening.  With ``C = s_e I + Z'Z G``: ``M = (A'A - A'Z G C^-1 Z'A) / s_e``,
+    ``log|V| = (n - q) log s_e + log|R| + log|C|``.  No ``G^-1``, no ``1 / s_k``: smooth down to
+    zero random components.  O(q^3).
+    """
+    s_e = sigma2[-1]
+    q = zz.shape[0]
+    lu = lu_factor(s_e * jnp.eye(q, dtype=zz.dtype) + zz @ g)
+    m = (aa - az @ g @ lu_solve(lu, az.T)) / s_e
+    logdet_c = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu[0]))))
+    return 0.5 * (m + m.T), (n_obs - q) * jnp.log(s_e) + logdet_r + logdet_c
+
+
+__all__ = ["dense_quad", "henderson_quad", "pushthrough_quad", "rotated_quad"]

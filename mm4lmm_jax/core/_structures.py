@@ -32,7 +32,7 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 
 from ._fit import FitOutput, fit_dense, fit_reduced, fit_rotated, fit_single
 from ._newton_scan import Family
-from ._quad import dense_quad, henderson_quad, rotated_quad
+from ._quad import dense_quad, henderson_quad, pushthrough_quad, rotated_quad
 from ._reduced import ReducedShared, reduced_shared, reduced_system
 from ._transforms import joint_diagonalise
 
@@ -101,6 +101,11 @@ class Structure:
     def quad(self, x):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def quad_data(self, a):  # pragma: no cover - interface
+        """``sigma2 -> (A'V^-1A, log|V|)`` of raw columns ``a`` (n, c), differentiable in ``a``
+        and ``sigma2`` and smooth at zero random components (the implicit derivatives)."""
+        raise NotImplementedError
+
     def v_inv_times(self, sigma2, r):  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -134,7 +139,12 @@ class Single(Structure):
         return fit_single(self.y_w, x_t, self.logdet_v1, method=method)
 
     def quad(self, x):
-        a_w = _concat(self.l_inv @ x, self.y_w)
+        return self._quad_w(_concat(self.l_inv @ x, self.y_w))
+
+    def quad_data(self, a):
+        return self._quad_w(self.l_inv @ a)
+
+    def _quad_w(self, a_w):
         n = a_w.shape[0]
 
         def quad(sigma2):
@@ -180,6 +190,10 @@ class TwoComponent(Structure):
         a_rot = _concat(self.t @ x, self.y_rot)
         return lambda sigma2: rotated_quad(sigma2, a_rot, self.d, self.logdet_k2)
 
+    def quad_data(self, a):
+        a_rot = self.t @ a
+        return lambda sigma2: rotated_quad(sigma2, a_rot, self.d, self.logdet_k2)
+
     def v_inv_times(self, sigma2, r):
         return self.t.T @ ((self.t @ r) / (sigma2[0] * self.d + sigma2[1]))
 
@@ -202,6 +216,9 @@ class Dense(Structure):
 
     def quad(self, x):
         a = _concat(x, self.y)
+        return lambda sigma2: dense_quad(sigma2, a, self.covs)
+
+    def quad_data(self, a):
         return lambda sigma2: dense_quad(sigma2, a, self.covs)
 
     def v_inv_times(self, sigma2, r):
@@ -323,6 +340,15 @@ class Henderson(Structure):
             q_k=sh.q_k,
             logdet_r=sh.logdet_r,
             n_obs=sh.n_obs,
+        )
+
+    def quad_data(self, a):
+        w, ww, block = self._blocks()
+        a_w = self.transform(a)
+        aa, az = a_w.T @ a_w, a_w.T @ w
+        n, logdet_r = self.reduced.n_obs, self.reduced.logdet_r
+        return lambda sigma2: pushthrough_quad(
+            sigma2, 0.5 * (aa + aa.T), az, ww, jnp.diag(sigma2[:-1][block]), n, logdet_r
         )
 
     def v_inv_times(self, sigma2, r):

@@ -259,3 +259,51 @@ def test_a_component_at_the_boundary_is_held(case):
     others = jax.jacfwd(lambda y: core.fit(y, x, covs[1:], z=None if z is None else z[1:]).sigma2)(y)
     free = np.asarray(res.sigma2[1:]) > 1e-6 * float(res.sigma2.sum())
     np.testing.assert_allclose(np.asarray(fwd[1:])[free], np.asarray(others)[free], rtol=1e-5, atol=1e-10)
+
+
+def _boundary_aware_exact(y, x, covs, z, method):
+    """The optimum to machine precision, components at zero held there."""
+    s = core.fit(y, x, covs, z=z, method=method).sigma2
+    free = s > 1e-6 * jnp.sum(s)
+    both = free[:, None] & free[None, :]
+    for _ in range(3):
+        h = jnp.where(both, jax.hessian(_loglik)(s, y, x, covs, z, method), jnp.eye(s.size))
+        g = jnp.where(free, jax.grad(_loglik)(s, y, x, covs, z, method), 0.0)
+        s = s - jnp.linalg.solve(h, g)
+    return s
+
+
+@pytest.mark.parametrize("case", ["four components, Z forms (Henderson)", "four components, ML, one at zero (dense)"])
+def test_more_components_and_a_boundary_along_every_input(case):
+    """K = 4: Henderson with three Z blocks (two grouping factors and a continuous Z); dense ML with
+    a component estimated at zero -- d sigma2 along y and every covariance at once, against finite
+    differences of exact refits."""
+    rng = np.random.default_rng(11)
+    n = 40
+    z1 = np.zeros((n, 5))
+    z1[np.arange(n), np.arange(n) % 5] = 1.0
+    z2 = np.zeros((n, 4))
+    z2[np.arange(n), rng.integers(0, 4, n)] = 1.0
+    z3 = rng.normal(size=(n, 3))
+    x = jnp.asarray(np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)]))
+    w = rng.normal(size=(n, 10))
+    kin = w @ w.T / 10 + 0.05 * np.eye(n)
+    y = x @ jnp.array([1.0, 0.5, -0.3]) + 3 * z1 @ rng.normal(size=5) + 2 * z2 @ rng.normal(size=4)
+    y = jnp.asarray(y + z3 @ rng.normal(size=3) + rng.normal(size=n))
+    if case.startswith("four components, Z"):
+        covs, z, method = [jnp.eye(5), jnp.eye(4), jnp.eye(3), None], [jnp.asarray(a) for a in (z1, z2, z3)], "reml"
+    else:
+        covs, z, method = jnp.asarray(np.stack([kin, z1 @ z1.T, z2 @ z2.T, np.eye(n)])), None, "ml"
+    s = core.fit(y, x, covs, z=z, method=method).sigma2
+    assert int(core.fit(y, x, covs, z=z, method=method).status) == 0
+    if z is None:
+        assert float(s[0]) < 1e-9 * float(s.sum())  # the kinship's component is at zero
+    dy = jnp.asarray(rng.normal(size=n))
+    dc = jax.tree_util.tree_map(lambda a: 0.1 * jnp.asarray(rng.normal(size=a.shape)), covs)
+    dc = jax.tree_util.tree_map(lambda a: 0.5 * (a + jnp.swapaxes(a, -1, -2)), dc)
+    _, got = jax.jvp(lambda y, c: core.fit(y, x, c, z=z, method=method).sigma2, (y, covs), (dy, dc))
+    eps = 1e-5
+    hi = _boundary_aware_exact(y + eps * dy, x, _plus(covs, eps, dc), z, method)
+    lo = _boundary_aware_exact(y - eps * dy, x, _plus(covs, -eps, dc), z, method)
+    fd = (hi - lo) / (2 * eps)
+    np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-8 * float(jnp.max(jnp.abs(fd))))

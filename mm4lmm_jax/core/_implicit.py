@@ -123,6 +123,15 @@ def _optimum(method: str, sigma2, y, x, covs, z, structure):
     return sigma2
 
 
+def _free_set(sigma2):
+    """The active set: ``free`` (K,) components above ``AT_ZERO`` of the total, ``h_free(h)``
+    the Hessian with the held rows and columns replaced by the identity's."""
+    free = sigma2 > AT_ZERO * jnp.sum(jnp.abs(sigma2))
+    both = free[:, None] & free[None, :]
+    eye = jnp.eye(sigma2.shape[0], dtype=sigma2.dtype)
+    return free, lambda h: jnp.where(both, h, eye)
+
+
 def _is_zero(t) -> bool:
     return isinstance(t, SymbolicZero)
 
@@ -136,7 +145,7 @@ def _instantiate(tree):
 def _optimum_jvp(method, primals, tangents):
     sigma2, y, x, covs, z, structure = primals
     _, dy, dx, dcovs, dz, _ = tangents  # the optimum does not depend on where the solver started
-    free = sigma2 > AT_ZERO * jnp.sum(jnp.abs(sigma2))
+    free, h_free = _free_set(sigma2)
     # held components are evaluated at exactly zero: the quads used here are smooth there (no
     # 1 / s_k), so every coefficient stays finite and the zero cotangents they receive in
     # reverse mode never meet an inf or a NaN
@@ -160,9 +169,7 @@ def _optimum_jvp(method, primals, tangents):
 
         hess = jax.hessian(_loglik, argnums=1)(method, safe, y, x, covs, z)
         _, mixed = jax.jvp(score, (y, x, covs, z), (dy, dx, dcovs, dz))
-    both = free[:, None] & free[None, :]
-    h_free = jnp.where(both, hess, jnp.eye(sigma2.shape[0], dtype=hess.dtype))
-    d_sigma2 = -jnp.linalg.solve(h_free, jnp.where(free, mixed, 0.0))
+    d_sigma2 = -jnp.linalg.solve(h_free(hess), jnp.where(free, mixed, 0.0))
     return sigma2, jnp.where(free, d_sigma2, 0.0)
 
 
@@ -178,9 +185,7 @@ def _polish(quad, sigma2, n: int, p: int, method: str, steps: int = 2):
     def loglik(s):
         return loglik_from_quad(quad, s, n, p, method)
 
-    free = sigma2 > AT_ZERO * jnp.sum(jnp.abs(sigma2))
-    both = free[:, None] & free[None, :]
-    eye = jnp.eye(sigma2.shape[0], dtype=sigma2.dtype)
+    free, h_free = _free_set(sigma2)
 
     def grad_and_value(s):
         g = jax.grad(loglik)(s)
@@ -188,7 +193,7 @@ def _polish(quad, sigma2, n: int, p: int, method: str, steps: int = 2):
 
     def newton(_, s):
         h, g = jax.jacfwd(grad_and_value, has_aux=True)(s)
-        step = jnp.where(free, jnp.linalg.solve(jnp.where(both, h, eye), jnp.where(free, g, 0.0)), 0.0)
+        step = jnp.where(free, jnp.linalg.solve(h_free(h), jnp.where(free, g, 0.0)), 0.0)
         cand = s - step
         before, after = loglik(s), loglik(cand)
         # near the optimum the gain is below rounding: accept small steps that lose no more

@@ -4,7 +4,6 @@ covariate tables, kinship files.  Errors name the file and say what is wrong."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +17,22 @@ SNP_COLUMNS = ["chr", "snp", "pos", "a1", "a2"]
 MISSING_COUNT = -127
 
 
-@dataclass
 class GenotypeSource:
-    """Markers to scan, read in blocks.
+    """Markers to scan, read in blocks: the one interface of every genotype format.
 
-    ``fid``/``iid`` (n,) individual IDs; ``snps`` a DataFrame with columns chr, snp, pos,
-    a1, a2 (one row per marker).  :meth:`read` returns allele counts (of ``a1``) for the
-    rows ``rows`` and markers ``start:stop`` as a (len(rows), stop - start) array of
-    ``dtype`` (float64 or float32: the counts 0/1/2 are exact in both), NaN where missing.
+    ``fid``/``iid`` (n,) individual IDs (``fid`` None when the format carries one ID per
+    individual: tables are then matched on IID); ``snps`` a DataFrame with columns chr, snp,
+    pos, a1, a2 (one row per marker; ``a1`` is the counted allele).  A format implements
+    :meth:`_read` (the block as stored) and, when workers can open the file themselves,
+    :meth:`spec`; everything else is shared.  ``files`` lists the files read (for a
+    checkpoint's fingerprint); ``libraries`` the modules its reads import.
     """
 
-    fid: np.ndarray
+    fid: np.ndarray | None
     iid: np.ndarray
     snps: pd.DataFrame
-    array: np.ndarray | None = None
-    bed_path: str | None = None
+    files: tuple[str, ...] = ()
+    libraries: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -42,39 +42,90 @@ class GenotypeSource:
     def m(self) -> int:
         return len(self.snps)
 
-    def read(self, rows: np.ndarray, start: int, stop: int, dtype: str = "float64") -> np.ndarray:
-        if self.array is not None:
-            return np.asarray(self.array[rows, start:stop], dtype=dtype)
-        from bed_reader import open_bed
+    @property
+    def description(self) -> str:
+        """The source in words, for the log."""
+        return ", ".join(self.files) or "an array"
 
-        with open_bed(self.bed_path, iid_count=self.n, sid_count=self.m) as bed:
-            return bed.read(index=np.s_[rows, start:stop], dtype=dtype, order="F")
+    def _read(self, rows: np.ndarray, markers: slice | np.ndarray) -> np.ndarray:
+        """The (len(rows), b) block of individuals ``rows`` (sorted indices) and ``markers`` (a
+        slice, or indices in any order) as stored: int8 allele counts with
+        :data:`MISSING_COUNT` where missing (hard calls), or floats with NaN (dosages)."""
+        raise NotImplementedError
+
+    def read(self, rows: np.ndarray, start: int, stop: int, dtype: str = "float64") -> np.ndarray:
+        """Markers ``start:stop`` of individuals ``rows`` as floats of ``dtype``, NaN where missing."""
+        return as_float(self._read(rows, slice(start, stop)), dtype)
 
     def read_counts(self, rows: np.ndarray, start: int, stop: int, dtype: str = "float64") -> np.ndarray:
         """The block as stored, for imputation: int8 counts with :data:`MISSING_COUNT` where
-        missing from a .bed (a quarter of the float32 bytes to decode and scan), else the
-        array's values in float64 (``dtype`` is the precision the block will be rotated in:
-        values of any scale are standardised before they are narrowed to it)."""
-        return self.read(rows, start, stop, "int8" if self.bed_path else "float64")
+        missing (a quarter of the float32 bytes to decode and scan), or floats (``dtype`` is
+        the precision the block will be rotated in: values of any scale are standardised
+        before they are narrowed to it)."""
+        return self._read(rows, slice(start, stop))
 
     def read_markers(self, rows: np.ndarray, markers: np.ndarray) -> np.ndarray:
         """Markers at the indices ``markers`` (any order) as :meth:`read_counts` gives them."""
-        if self.array is not None:
-            return np.asarray(self.array[np.ix_(rows, markers)], dtype=np.float64)
+        return self._read(rows, np.asarray(markers, dtype=np.int64))
+
+    def spec(self) -> dict | None:
+        """What a remote worker needs to open the same markers (:func:`reopen`), or None when
+        blocks must be read here and sent."""
+        return None
+
+
+def as_float(block: np.ndarray, dtype: str = "float64") -> np.ndarray:
+    """A block as :meth:`GenotypeSource._read` returns it, as floats with NaN where missing."""
+    if block.dtype.kind in "iu":
+        out = block.astype(dtype)
+        out[block == MISSING_COUNT] = np.nan
+        return out
+    return np.asarray(block, dtype=dtype)
+
+
+def reopen(spec: dict) -> GenotypeSource:
+    """The source described by :meth:`GenotypeSource.spec` (in a worker process)."""
+    import importlib
+
+    module = importlib.import_module(spec["module"])
+    return getattr(module, spec["class"]).reopen(spec)
+
+
+class ArraySource(GenotypeSource):
+    """An in-memory (n, m) matrix of allele counts or dosages, NaN where missing."""
+
+    def __init__(self, fid, iid, snps: pd.DataFrame, array: np.ndarray):
+        self.fid, self.iid, self.snps, self.array = fid, iid, snps, array
+
+    def _read(self, rows, markers):
+        if isinstance(markers, slice):
+            return np.asarray(self.array[rows, markers], dtype=np.float64)
+        return np.asarray(self.array[np.ix_(rows, markers)], dtype=np.float64)
+
+
+class BedSource(GenotypeSource):
+    """A PLINK 1 ``.bed`` (SNP-major), read by ``bed-reader``: int8 counts of A1."""
+
+    libraries = ("bed_reader",)
+
+    def __init__(self, fid, iid, snps: pd.DataFrame, bed_path: str):
+        self.fid, self.iid, self.snps, self.bed_path = fid, iid, snps, bed_path
+        base = bed_path[: -len(".bed")]
+        self.files = (bed_path, base + ".bim", base + ".fam")
+
+    def _read(self, rows, markers):
         from bed_reader import open_bed
 
         with open_bed(self.bed_path, iid_count=self.n, sid_count=self.m) as bed:
-            return bed.read(index=np.s_[rows, np.asarray(markers)], dtype="int8", order="F")
+            return bed.read(index=np.s_[rows, markers], dtype="int8", order="F")
 
     def spec(self) -> dict:
-        """What a remote worker needs to read the same markers (bed path, or None)."""
-        return {"bed_path": self.bed_path, "n": self.n, "m": self.m}
+        return {"module": __name__, "class": "BedSource", "bed_path": self.bed_path, "n": self.n, "m": self.m}
 
     @classmethod
-    def from_spec(cls, spec: dict) -> GenotypeSource:
-        """A reader of the .bed named by :meth:`spec` (no IDs or marker table: reading only)."""
+    def reopen(cls, spec: dict) -> BedSource:
         ids = np.zeros(spec["n"])
-        return cls(ids, ids, pd.DataFrame(index=range(spec["m"])), bed_path=spec["bed_path"])
+        return cls(ids, ids, pd.DataFrame(index=range(spec["m"])), spec["bed_path"])
 
 
 def _need(path: str | os.PathLike, what: str) -> Path:
@@ -134,7 +185,7 @@ def open_plink(prefix: str | os.PathLike) -> GenotypeSource:
             "a2": bim_df[5].to_numpy(),
         }
     )
-    return GenotypeSource(fam_df[0].to_numpy(), fam_df[1].to_numpy(), snps, bed_path=str(bed))
+    return BedSource(fam_df[0].to_numpy(), fam_df[1].to_numpy(), snps, str(bed))
 
 
 def array_source(genotypes, snp_names=None, sample_ids=None) -> GenotypeSource:
@@ -153,7 +204,7 @@ def array_source(genotypes, snp_names=None, sample_ids=None) -> GenotypeSource:
         raise InputError(f"{names.size} marker names for {m} markers")
     iid = np.asarray(sample_ids if sample_ids is not None else np.arange(1, n + 1).astype(str), dtype=object)
     snps = pd.DataFrame({"chr": ["0"] * m, "snp": names, "pos": np.arange(1, m + 1), "a1": "A1", "a2": "A2"})
-    return GenotypeSource(iid.copy(), iid, snps, array=arr)
+    return ArraySource(iid.copy(), iid, snps, arr)
 
 
 def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
@@ -320,15 +371,19 @@ def _write_text(table, header: str, path, quoting: str) -> None:
 
 
 __all__ = [
+    "ArraySource",
+    "BedSource",
     "GenotypeSource",
     "InputError",
     "KinshipRead",
     "MISSING_COUNT",
     "SNP_COLUMNS",
     "array_source",
+    "as_float",
     "checked_symmetric",
     "open_plink",
     "read_kinship",
     "read_table",
+    "reopen",
     "write_tsv",
 ]

@@ -37,6 +37,7 @@ from ._block import (
 from ._design import MAX_VIF, Design, Traits, covariate_design, standardised_traits
 from ._io import (
     SNP_COLUMNS,
+    ArraySource,
     GenotypeSource,
     InputError,
     KinshipRead,
@@ -44,9 +45,11 @@ from ._io import (
     checked_symmetric,
     open_plink,
     read_table,
+    reopen,
 )
 from ._kinship import GrmSum, contiguous_runs, grm
 from ._programs import code_digest, compiled
+from ._select import Selection, SelectionReport, sample_mask, select_markers, selection_files
 
 #: Median of the chi-square distribution with 1 df (for the genomic inflation factor).
 CHI2_1_MEDIAN = 0.4549364231195724
@@ -88,8 +91,27 @@ def _genotype_source(genotypes, sample_ids) -> GenotypeSource:
     if isinstance(genotypes, GenotypeSource):
         return genotypes
     if isinstance(genotypes, (str, os.PathLike)):
-        return open_plink(genotypes)
+        return open_genotypes(genotypes)
     return array_source(genotypes, sample_ids=sample_ids)
+
+
+def open_genotypes(path: str | os.PathLike) -> GenotypeSource:
+    """A genotype file set named by a path: a PLINK 1 prefix or ``.bed``, a PLINK 2 prefix or
+    ``.pgen``, a ``.vcf``/``.vcf.gz``/``.bcf`` (GT).  BGEN and BIMBAM files need more than a
+    path (which allele is REF; the individuals' IDs): open them with ``open_bgen`` /
+    ``open_bimbam`` and pass the source."""
+    from ._formats import open_pfile, open_vcf
+
+    text = str(path)
+    lower = text.lower()
+    if lower.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")):
+        return open_vcf(text)
+    if lower.endswith(".pgen") or (not lower.endswith(".bed") and os.path.isfile(text + ".pgen")):
+        return open_pfile(text)
+    if lower.endswith((".bgen", ".geno.txt", ".geno.txt.gz")):
+        kind = "open_bgen(path, sample, ref='first'|'last')" if lower.endswith(".bgen") else "open_bimbam(path, ids)"
+        raise InputError(f"{text}: open it with mm4lmm_jax.gwas.{kind} and pass the source as genotypes")
+    return open_plink(text)
 
 
 def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None) -> tuple[pd.DataFrame, int]:
@@ -97,14 +119,26 @@ def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None
     NaN where absent), its columns restricted to ``names``; and how many of its individuals
     are not among the genotyped."""
     n = source.n
-    key_source = pd.MultiIndex.from_arrays([source.fid.astype(str), source.iid.astype(str)])
+    iid = source.iid.astype(str)
+    key_source = pd.MultiIndex.from_arrays([iid if source.fid is None else source.fid.astype(str), iid])
     if isinstance(table, (str, os.PathLike)):
         frame = read_table(table, what)
         label = f"{what} file {table}"
     elif isinstance(table, pd.DataFrame) and {"FID", "IID"} <= set(table.columns):
         frame = table.assign(FID=table["FID"].astype(str), IID=table["IID"].astype(str)).set_index(["FID", "IID"])
         label = what
-    elif isinstance(table, (pd.DataFrame, pd.Series)) and not isinstance(table.index, pd.RangeIndex):
+    else:
+        frame = None
+    if frame is not None and source.fid is None:  # the genotypes carry IIDs only: match on them
+        ids = frame.index.get_level_values(1)
+        if ids.duplicated().any():
+            raise InputError(
+                f"{label}: IID {ids[ids.duplicated()][0]!r} appears twice; the genotype file names individuals by "
+                "IID only, so IIDs must be unique"
+            )
+        frame = frame.set_axis(pd.MultiIndex.from_arrays([ids, ids]))
+        key_source = pd.MultiIndex.from_arrays([iid, iid])
+    if frame is None and isinstance(table, (pd.DataFrame, pd.Series)) and not isinstance(table.index, pd.RangeIndex):
         frame = table.to_frame() if isinstance(table, pd.Series) else table
         ids = frame.index.astype(str)
         if not ids.isin(source.iid.astype(str)).any():
@@ -112,7 +146,7 @@ def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None
         frame = frame.set_axis(pd.MultiIndex.from_arrays([ids, ids]))
         key_source = pd.MultiIndex.from_arrays([source.iid.astype(str), source.iid.astype(str)])
         label = what
-    else:
+    elif frame is None:
         arr = table.to_numpy(dtype=float) if isinstance(table, (pd.DataFrame, pd.Series)) else np.asarray(table, float)
         arr = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
         if arr.shape[0] != n:
@@ -134,7 +168,13 @@ def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None
     frame = numeric
     overlap = frame.index.isin(key_source)
     if not overlap.any():
-        raise InputError(f"{label}: no individual matches the genotype file's FID/IID")
+        hint = ""
+        if source.fid is None:
+            hint = (
+                f" (the genotype file names individuals by one ID, e.g. {iid[0]!r}, matched with the IID column; "
+                "for names FID_IID give id_delim='_' / --id-delim _)"
+            )
+        raise InputError(f"{label}: no individual matches the genotype file's FID/IID{hint}")
     aligned = frame[~frame.index.duplicated()].reindex(key_source)
     return aligned.reset_index(drop=True), int((~overlap).sum())
 
@@ -279,10 +319,12 @@ def _import_host_libraries(source: GenotypeSource) -> None:
     """Import the libraries the scan calls on the host (p-values, .bed reader) while a
     kinship file is parsed; the eigendecomposition's (scipy.linalg) comes with
     :class:`_Programs`."""
+    import importlib
+
     import scipy.special  # noqa: F401
 
-    if source.bed_path:
-        import bed_reader  # noqa: F401
+    for name in source.libraries:
+        importlib.import_module(name)
 
 
 def eigh(k: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -421,7 +463,7 @@ def _remote_block(spec, array_block, rows, start, stop, u, const_host, units, op
     """A Dask task: read (or take) one block, fit it on the worker's device, return its host arrays."""
     jax.config.update("jax_enable_x64", True)
     if array_block is None:
-        raw = GenotypeSource.from_spec(spec).read_counts(rows, start, stop, opts.rotation_dtype)
+        raw = reopen(spec).read_counts(rows, start, stop, opts.rotation_dtype)
     else:
         raw = array_block
     rotate = not rotate_on_host()
@@ -445,11 +487,12 @@ class DaskExecutor:
         client = self.client
         u_future, const_future = client.scatter([np.asarray(job.u), [np.asarray(a) for a in job.const]], broadcast=True)
         futures = []
+        src = job.source
+        spec = src.spec()
         for start, stop in job.runs:
-            src = job.source
-            block = None if src.bed_path else src.read_counts(job.rows, start, stop, job.opts.rotation_dtype)
+            block = None if spec is not None else src.read_counts(job.rows, start, stop, job.opts.rotation_dtype)
             args = (
-                src.spec(),
+                spec,
                 block,
                 job.rows,
                 start,
@@ -597,7 +640,7 @@ def _patterns(pheno: pd.DataFrame, covar: pd.DataFrame | None, ids: np.ndarray, 
 
 def _check_genotype_array(source: GenotypeSource) -> None:
     """Genotypes given as an array: allele counts or dosages, NaN for missing."""
-    if source.array is None or source.array.size == 0:
+    if not isinstance(source, ArraySource) or source.array.size == 0:
         return
     arr = source.array
     inf = np.isinf(arr)
@@ -640,6 +683,7 @@ def gwas(
     progress: bool = True,
     sample_ids: Sequence | None = None,
     checkpoint: str | os.PathLike | None = None,
+    select: Selection | None = None,
 ) -> pd.DataFrame:
     """Exact mixed-model marker scan: for every marker (and trait), the ReML fit of
     ``y = C a + g b + u + e``, ``u ~ N(0, sigma2_g K)``, ``e ~ N(0, sigma2_e I)``, and the
@@ -710,6 +754,7 @@ def gwas(
         max_vif=max_vif,
         devices=devices,
         sample_ids=sample_ids,
+        select=select,
     )
     if client is not None:
         executor: LocalExecutor | DaskExecutor = DaskExecutor(client)
@@ -718,7 +763,9 @@ def gwas(
         if checkpoint is not None:
             inputs = (phenotypes, genotypes, kinship, covariates, pheno_names, covar_names, sample_ids)
             # the package's code is part of the fingerprint: another version never reuses these blocks
-            parts = (*inputs, loco, plan.opts, chunk_size, max_vif, plan.n_devices, code_digest())
+            files = (*plan.source.files, *selection_files(select))
+            extra = (select.fingerprint() if select is not None else None, *files)
+            parts = (*inputs, *extra, loco, plan.opts, chunk_size, max_vif, plan.n_devices, code_digest())
             store = Checkpoint(checkpoint, _fingerprint(*parts))
         executor = LocalExecutor(plan.n_devices, store)
     result = run_scan(plan, executor, progress=progress)
@@ -750,6 +797,7 @@ class ScanPlan:
     n_devices: int
     pheno_extra: int
     covar_extra: int
+    selection: SelectionReport
 
 
 @dataclass
@@ -785,29 +833,34 @@ def prepare_scan(
     max_vif: float = MAX_VIF,
     devices: int | None = None,
     sample_ids: Sequence | None = None,
+    select: Selection | None = None,
 ) -> ScanPlan:
-    """Check and align the inputs of a scan (arguments as :func:`gwas`); reads no genotype
-    block and no kinship yet."""
+    """Check and align the inputs of a scan (arguments as :func:`gwas`); reads no kinship yet,
+    and genotypes only for a selection by frequency or missingness (one pass)."""
     opts = _options(lrt, grid_size, tol, max_iter, rotation_dtype)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     source = _genotype_source(genotypes, sample_ids)
     _check_genotype_array(source)
+    report = SelectionReport()
+    kept = sample_mask(source, select, report)
     pheno, pheno_extra = _align(phenotypes, source, "phenotype", pheno_names)
+    pheno = pheno.where(pd.Series(kept, index=pheno.index), axis=0)  # individuals not kept: as if unphenotyped
     covar, covar_extra = (None, 0) if covariates is None else _align(covariates, source, "covariate", covar_names)
     if kinship is not None and loco:
         raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
+    patterns = _patterns(pheno, covar, source.iid.astype(str), max_vif)
+    source = select_markers(source, select, np.flatnonzero(kept), report)
     if loco and source.snps["chr"].astype(str).nunique() < 2:
         raise InputError(
             f"loco=True needs markers on at least two chromosomes; all {source.m} are on chromosome "
             f"{source.snps['chr'].astype(str).iloc[0] if source.m else '?'} (use the GRM of all markers instead)"
         )
-    patterns = _patterns(pheno, covar, source.iid.astype(str), max_vif)
     n_dev = devices if devices is not None else jax.local_device_count()
     n_dev = max(1, min(int(n_dev), jax.local_device_count()))
     unit = 64 * n_dev
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
-    return ScanPlan(source, pheno, patterns, kinship, loco, opts, block_size, n_dev, pheno_extra, covar_extra)
+    return ScanPlan(source, pheno, patterns, kinship, loco, opts, block_size, n_dev, pheno_extra, covar_extra, report)
 
 
 def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress: bool = True) -> ScanResult:
@@ -881,7 +934,8 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
         n_genotyped=source.n,
         n_markers=source.m,
         n_analysed=n_of,
-        n_dropped_missing={t: int(source.n - n_of[t]) for t in traits},
+        n_dropped_missing={t: int(plan.selection.n_samples - n_of[t]) for t in traits},
+        selection=plan.selection.as_dict(),
         n_phenotyped_not_genotyped=plan.pheno_extra,
         n_covariates_not_genotyped=plan.covar_extra,
         covariates=patterns[0].design.names,

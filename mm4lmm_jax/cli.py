@@ -1,5 +1,6 @@
 """Command line: ``mm4lmm example`` (MM4LMM's two example data sets and a GWAS of the bundled PLINK
-example) and ``mm4lmm gwas`` (exact mixed-model scans of PLINK files)."""
+example), ``mm4lmm gwas`` (exact mixed-model scans of PLINK 1/2, BGEN, VCF or BIMBAM files) and
+``mm4lmm grm`` (kinships from genotypes)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ._cli_args import add_genotype_args, add_selection_args, genotype_path, open_source, selection
 from .errors import MissingDataWarning
+from .gwas._select import selection_lines
 
 
 def run_example(out=None) -> None:
@@ -121,18 +125,33 @@ def _restore_config(settings: dict) -> None:
         jax.config.update(name, value)
 
 
+#: Endings of every file a scan writes (table formats, metadata, plots).
+_OUTPUT_ENDINGS = (
+    ".tsv", ".tsv.gz", ".tsv.gz-meta.yaml", ".assoc.txt", ".assoc.txt.gz", ".parquet", ".manhattan.png", ".qq.png"
+)  # fmt: skip
+
+
 def _outputs(prefix: str) -> list[str]:
-    """Every file a run with these options writes (for the stale-output clean-up)."""
-    names = [f"{prefix}.tsv", f"{prefix}.parquet"]
+    """Every file a scan with this prefix may have written (for the stale-output clean-up):
+    ``PREFIX<ending>`` and ``PREFIX.<trait><ending>``."""
+    names = [f"{prefix}{e}" for e in _OUTPUT_ENDINGS]
     folder = os.path.dirname(prefix) or "."
     base = os.path.basename(prefix)
     if os.path.isdir(folder):
         names += [
             os.path.join(folder, f)
             for f in os.listdir(folder)
-            if f.startswith(base + ".") and f.endswith((".manhattan.png", ".qq.png"))
+            if f.startswith(base + ".") and f.endswith(_OUTPUT_ENDINGS) and os.path.join(folder, f) not in names
         ]
     return names
+
+
+def _split_out(out: str) -> tuple[str, bool]:
+    """``--out``: a prefix, or a table name ending in ``.tsv`` / ``.tsv.gz`` (compressed output)."""
+    for ending, gz in ((".tsv.gz", True), (".tsv", False)):
+        if out.endswith(ending):
+            return out[: -len(ending)], gz
+    return out, False
 
 
 def check_writable(prefix: str) -> None:
@@ -201,11 +220,14 @@ def _log_header(log: RunLog, argv) -> None:
 def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught, args) -> None:
     a = res.attrs
     log.line(
-        f"inputs: genotypes {args.bfile} ({a['n_genotyped']} individuals, {a['n_markers']} markers), phenotypes "
+        f"inputs: genotypes {genotype_path(args)} ({a['n_genotyped']} individuals, {a['n_markers']} markers after "
+        "the selection), phenotypes "
         f"{args.pheno}, covariates {args.covar or 'none'}, kinship {args.kinship or 'from the genotypes'}; "
         f"{a['n_phenotyped_not_genotyped']} phenotyped and {a['n_covariates_not_genotyped']} with covariates "
         "but not genotyped"
     )
+    for line in selection_lines(a["selection"]):
+        log.line(line)
     log.line(f"covariates: {', '.join(a['covariates'])} (intercept always added)")
     log.line(f"kinship: {a['kinship']}; rotation in {a['rotation_dtype']}")
     for key, spec in a["kinship_spectrum"].items():
@@ -236,26 +258,45 @@ def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught, args) ->
     log.line("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
 
 
+def _kinship_argument(args):
+    """``--kinship FILE``, ``--loco-kinship PATTERN`` ({chr} replaced per chromosome), or None
+    (a GRM from the genotypes: ``--grm [KIND]`` / ``--loco``)."""
+    from .errors import InputError
+
+    given = [
+        o for o, v in (("--kinship", args.kinship), ("--grm", args.grm), ("--loco-kinship", args.loco_kinship)) if v
+    ]
+    if len(given) > 1:
+        raise InputError(f"give one of --kinship, --grm, --loco-kinship (got {' and '.join(given)})")
+    if args.loco_kinship:
+        if "{chr}" not in args.loco_kinship:
+            raise InputError(
+                f"--loco-kinship {args.loco_kinship}: the pattern must hold {{chr}}, e.g. kin.loco.{{chr}}.rel.bin"
+            )
+        args.loco = True
+        return "pattern"
+    if args.kinship is None and not args.grm and not args.loco:
+        raise InputError("give --kinship FILE, or --grm / --loco to compute it from the genotypes")
+    return args.kinship
+
+
 def run_gwas(args, out=None, argv=None) -> int:
-    """The ``gwas`` subcommand: check the output prefix, open ``PREFIX.log``, scan, write
-    ``PREFIX.tsv`` (and Parquet, plots) atomically, print a summary."""
+    """The ``gwas`` subcommand: check the output prefix, open ``PREFIX.log``, scan, write the
+    table(s) in ``--format`` (and Parquet, plots) atomically, print a summary."""
     import warnings
 
     from . import gwas
-    from .errors import InputError
     from .gwas._design import MAX_VIF
-    from .gwas._io import write_tsv
 
     out = out or sys.stdout
-    kinship = args.kinship
-    if kinship is None and not args.grm and not args.loco:
-        raise InputError("give --kinship FILE, or --grm / --loco to compute it from the genotypes")
-    check_writable(args.out)
-    checkpoint = f"{args.out}.checkpoint"
-    log = RunLog(f"{args.out}.log")
+    kinship = _kinship_argument(args)
+    prefix, gz = _split_out(args.out)
+    check_writable(prefix)
+    checkpoint = f"{prefix}.checkpoint"
+    log = RunLog(f"{prefix}.log")
     try:
         _log_header(log, argv if argv is not None else sys.argv[1:])
-        stale = [f for f in _outputs(args.out) if os.path.exists(f)]
+        stale = [f for f in _outputs(prefix) if os.path.exists(f)]
         for f in stale:
             os.remove(f)
         if stale:
@@ -264,13 +305,17 @@ def run_gwas(args, out=None, argv=None) -> int:
             shutil.rmtree(checkpoint)
             log.line(f"removed a previous run's checkpoint {checkpoint} (no --resume)")
         start = time.perf_counter()
+        source = open_source(args, ids_file=args.pheno)
+        if kinship == "pattern":
+            chromosomes = source.snps["chr"].astype(str).unique()
+            kinship = {c: args.loco_kinship.replace("{chr}", c) for c in chromosomes}
         client = _dask_client(args.scheduler)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 res = gwas(
                     args.pheno,
-                    args.bfile,
+                    source,
                     kinship=kinship,
                     covariates=args.covar,
                     pheno_names=args.pheno_name or None,
@@ -284,23 +329,26 @@ def run_gwas(args, out=None, argv=None) -> int:
                     client=client,
                     progress=not args.quiet,
                     checkpoint=checkpoint if client is None else None,
+                    select=selection(args),
+                    grm_kind=args.grm or "standardised",
                 )
         finally:
             if client is not None:
                 client.close()
         timings = {"scan": time.perf_counter() - start}
-        path = f"{args.out}.tsv"
         t0 = time.perf_counter()
-        write_atomic(path, lambda tmp: write_tsv(res, tmp))
-        written = [path]
-        if args.parquet:
-            write_atomic(f"{args.out}.parquet", lambda tmp: res.to_parquet(tmp, index=False))
-            written.append(f"{args.out}.parquet")
         traits = list(res.attrs["lambda_gc"])
+        written = _write_tables(res, traits, prefix, gz, args.format)
+        if args.parquet:
+            write_atomic(f"{prefix}.parquet", lambda tmp: res.to_parquet(tmp, index=False))
+            written.append(f"{prefix}.parquet")
         if not args.no_plots:
-            written += _plots(res, traits, args.out, log, out)
+            written += _plots(res, traits, prefix, log, out)
         timings["writing"] = time.perf_counter() - t0
         _log_results(log, res, timings, caught, args)
+        if args.format == "gemma":
+            log.line("gemma format: logl_H1 is NA (GEMMA's ReML log-likelihood adds log|X'X|/2 per marker; see loglik "
+                     "in --format tsv)")  # fmt: skip
         _print_summary(res, traits, timings["scan"], written, out, caught)
         log.line("written: " + ", ".join(written))
         log.line(f"completed: {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -313,6 +361,34 @@ def run_gwas(args, out=None, argv=None) -> int:
         raise
     finally:
         log.close()
+
+
+def _write_tables(res: pd.DataFrame, traits: list[str], prefix: str, gz: bool, fmt: str) -> list[str]:
+    """The results table(s), each written atomically: ``tsv`` one table of every trait
+    (``PREFIX.tsv[.gz]``); ``gwas-ssf`` one ``.tsv.gz`` per trait with its ``-meta.yaml``;
+    ``gemma`` one ``.assoc.txt[.gz]`` per trait.  Several traits: ``PREFIX.<trait>.<ext>``."""
+    from . import __version__
+    from .gwas._outputs import gemma_table, ssf_metadata, ssf_table, write_table
+
+    if fmt == "tsv":
+        path = f"{prefix}.tsv" + (".gz" if gz else "")
+        write_atomic(path, lambda tmp: write_table(res, tmp, gz))
+        return [path]
+    written = []
+    for trait in traits:
+        part = _trait_rows(res, trait)
+        base = prefix if len(traits) == 1 else f"{prefix}.{trait}"
+        if fmt == "gwas-ssf":
+            path = f"{base}.tsv.gz"
+            write_atomic(path, lambda tmp, part=part: write_table(ssf_table(part), tmp, True))
+            meta = ssf_metadata(path, part, trait, res.attrs, f"mm4lmm_jax {__version__} (exact LMM, Wald test)")
+            write_atomic(f"{path}-meta.yaml", lambda tmp, meta=meta: Path(tmp).write_text(meta))
+            written += [path, f"{path}-meta.yaml"]
+        else:
+            path = f"{base}.assoc.txt" + (".gz" if gz else "")
+            write_atomic(path, lambda tmp, part=part: write_table(gemma_table(part), tmp, gz))
+            written.append(path)
+    return written
 
 
 def _trait_rows(res: pd.DataFrame, trait: str) -> pd.DataFrame:
@@ -377,13 +453,13 @@ def _dask_client(address: str | None):
 def _add_gwas_parser(sub) -> None:
     p = sub.add_parser(
         "gwas",
-        help="exact mixed-model GWAS scan of PLINK genotypes (kinship + error, ReML, Wald test)",
+        help="exact mixed-model GWAS scan (PLINK 1/2, BGEN, VCF, BIMBAM; kinship + error, ReML, Wald test)",
         description="For every marker (and trait), fit y = covariates + marker + u + e by ReML with "
         "u ~ N(0, s2_g K), e ~ N(0, s2_e I) (variance components re-estimated per marker, like "
         "GEMMA -lmm 1), and test the marker by Wald (F test as GEMMA; chi-square p too). Missing "
         "genotypes are mean-imputed per marker over the analysed individuals.",
     )
-    p.add_argument("--bfile", required=True, metavar="PREFIX", help="PLINK 1 PREFIX.bed/.bim/.fam (A1 counted)")
+    add_genotype_args(p)
     p.add_argument(
         "--pheno",
         required=True,
@@ -400,17 +476,30 @@ def _add_gwas_parser(sub) -> None:
         "do not include a column of ones)",
     )
     p.add_argument("--covar-name", action="append", metavar="COL", help="covariate column(s) to use (default: all)")
-    kin = p.add_mutually_exclusive_group()
-    kin.add_argument(
+    p.add_argument(
         "--kinship",
         metavar="FILE",
-        help="kinship: GEMMA's format (n x n text, no header, rows in .fam order) or .npy",
+        help="kinship: GEMMA's text (n x n, no header, rows in genotype-file order) or .npy (shape checked), or "
+        "PLINK 2's .rel.bin / .rel with its .rel.id (matched by ID); `mm4lmm grm` writes each",
     )
-    kin.add_argument("--grm", action="store_true", help="compute the standardised GRM from all markers")
+    p.add_argument(
+        "--grm",
+        nargs="?",
+        const="standardised",
+        choices=["standardised", "centred"],
+        help="compute the kinship from the selected markers: standardised (default; GEMMA -gk 2) or centred "
+        "(GEMMA -gk 1)",
+    )
     p.add_argument(
         "--loco",
         action="store_true",
-        help="leave one chromosome out: test each chromosome with a GRM of the others (implies --grm)",
+        help="leave one chromosome out: test each chromosome with a GRM of the others (kind from --grm)",
+    )
+    p.add_argument(
+        "--loco-kinship",
+        metavar="PATTERN",
+        help="LOCO with given kinships: a file name holding {chr}, e.g. kin.loco.{chr}.rel.bin (as `mm4lmm grm "
+        "--loco` writes them)",
     )
     p.add_argument("--lrt", action="store_true", help="also fit ML models and report the likelihood-ratio test")
     p.add_argument("--chunk-size", type=int, default=2048, metavar="N", help="markers per block (default 2048)")
@@ -429,6 +518,14 @@ def _add_gwas_parser(sub) -> None:
         action="store_true",
         help="go on from the blocks a killed run of the same command saved in PREFIX.checkpoint/",
     )
+    add_selection_args(p)
+    p.add_argument(
+        "--format",
+        choices=["tsv", "gwas-ssf", "gemma"],
+        default="tsv",
+        help="results table: tsv (all columns, default), gwas-ssf (GWAS Catalog summary statistics: PREFIX.tsv.gz "
+        "+ PREFIX.tsv.gz-meta.yaml), gemma (GEMMA's .assoc.txt columns); one file per trait for the last two",
+    )
     p.add_argument("--parquet", action="store_true", help="also write PREFIX.parquet")
     p.add_argument("--no-plots", action="store_true", help="do not write the Manhattan and QQ plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -437,8 +534,80 @@ def _add_gwas_parser(sub) -> None:
         required=True,
         metavar="PREFIX",
         help="output prefix: PREFIX.tsv, PREFIX.log, PREFIX.manhattan.png, ... (a previous run's files of the "
-        "same prefix are removed at the start)",
+        "same prefix are removed at the start); ending in .tsv.gz: compressed tables",
     )
+
+
+def _add_grm_parser(sub) -> None:
+    p = sub.add_parser(
+        "grm",
+        help="kinship from genotypes (GEMMA's standardised or centred definition; LOCO per chromosome)",
+        description="Compute the kinship W W'/m of the kept individuals over the selected markers: standardised "
+        "(GEMMA -gk 2: each marker mean-imputed, centred, divided by its standard deviation) or centred (GEMMA -gk "
+        "1). Monomorphic and all-missing markers are left out. Written as GEMMA text (PREFIX.sXX.txt / .cXX.txt), "
+        ".npy, or PLINK 2's PREFIX.rel.bin + .rel.id; --loco adds PREFIX.loco.<chr>.* per chromosome.",
+    )
+    add_genotype_args(p)
+    p.add_argument("--kind", choices=["standardised", "centred"], default="standardised", help="definition")
+    p.add_argument("--gk", type=int, choices=[1, 2], help="GEMMA's name for --kind: 1 centred, 2 standardised")
+    p.add_argument("--loco", action="store_true", help="also one kinship per chromosome, leaving it out")
+    p.add_argument(
+        "--format",
+        choices=["gemma", "npy", "rel-bin"],
+        default="rel-bin",
+        help="rel-bin (default: PLINK 2's square float64 + .rel.id, read back by ID), gemma (text, no IDs: rows "
+        "in genotype-file order of the kept individuals), npy",
+    )
+    p.add_argument("--ids", metavar="FILE", help="for --bimbam: the table (FID IID ...) naming its individuals")
+    add_selection_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix (and PREFIX.log)")
+
+
+def run_grm(args, out=None, argv=None) -> int:
+    """The ``grm`` subcommand: the kinship (and LOCO ones) written in ``--format``, and a log."""
+    from .gwas import kinship_matrix, write_kinship
+
+    out = out or sys.stdout
+    kind = {1: "centred", 2: "standardised"}[args.gk] if args.gk else args.kind
+    check_writable(args.out)
+    log = RunLog(f"{args.out}.log")
+    try:
+        _log_header(log, argv if argv is not None else sys.argv[1:])
+        start = time.perf_counter()
+        source = open_source(args, ids_file=args.ids)
+        bar = None
+        if not args.quiet:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=source.m * (2 if args.loco else 1), unit="marker", desc="kinship", unit_scale=True)
+        try:
+            kin = kinship_matrix(
+                source, kind=kind, loco=args.loco, select=selection(args), progress=bar.update if bar else None
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        written = write_kinship(kin, args.out, args.format)
+        log.line(f"genotypes: {genotype_path(args)} ({source.n} individuals, {source.m} markers)")
+        for line in selection_lines(kin.selection.as_dict()):
+            log.line(line)
+        log.line(f"kinship: {kind} (GEMMA -gk {1 if kind == 'centred' else 2}) of {len(kin.iid)} individuals over "
+                 f"{kin.n_markers} polymorphic markers")  # fmt: skip
+        log.line("written: " + ", ".join(written))
+        log.line(f"completed: {time.strftime('%Y-%m-%d %H:%M:%S')} ({time.perf_counter() - start:.2f} s)")
+        print(
+            f"mm4lmm grm: {kind} kinship of {len(kin.iid)} individuals over {kin.n_markers} markers; written: "
+            + ", ".join(written),
+            file=out,
+        )
+        return 0
+    except BaseException as err:
+        log.line(f"error: {err}" if str(err) else f"stopped: {type(err).__name__}")
+        log.line("NOT completed")
+        raise
+    finally:
+        log.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         "Kenward-Roger tests.",
     )
     _add_gwas_parser(sub)
+    _add_grm_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "example":
         run_example()
@@ -463,18 +633,20 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     settings = _enable_compilation_cache()
+    name = f"mm4lmm {args.command}"
     try:
-        return run_gwas(args, argv=argv)
+        return run_gwas(args, argv=argv) if args.command == "gwas" else run_grm(args, argv=argv)
     except (InputError, FileNotFoundError, ValueError) as err:
-        print(f"mm4lmm gwas: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-        print(f"mm4lmm gwas: error: {err.strerror or err}{where}", file=sys.stderr)
+        print(f"{name}: error: {err.strerror or err}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
         what = "terminated" if isinstance(err, Terminated) else "interrupted"
-        print(f"mm4lmm gwas: {what}; completed blocks are kept for --resume", file=sys.stderr)
+        kept = "; completed blocks are kept for --resume" if args.command == "gwas" else ""
+        print(f"{name}: {what}{kept}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     finally:
         _restore_config(settings)
@@ -522,6 +694,7 @@ __all__ = [
     "entry",
     "main",
     "run_example",
+    "run_grm",
     "run_gwas",
     "run_gwas_example",
     "write_atomic",

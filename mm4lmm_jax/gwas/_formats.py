@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ._io import MISSING_COUNT, GenotypeSource, _need
+from ._io import MISSING_COUNT, GenotypeSource, _need, open_plink
 
 #: pgenlib's code for a missing hard call / dosage.
 _PGEN_MISSING = -9
@@ -588,6 +588,23 @@ def _bimbam_ids(ids, path) -> tuple[np.ndarray | None, np.ndarray, tuple[str, ..
     return None, np.asarray([str(i) for i in ids], dtype=object), ()
 
 
+def open_genotypes(path: str | os.PathLike) -> GenotypeSource:
+    """A genotype file set named by a path: a PLINK 1 prefix or ``.bed``, a PLINK 2 prefix or
+    ``.pgen``, a ``.vcf``/``.vcf.gz``/``.bcf`` (GT).  BGEN and BIMBAM files need more than a
+    path (which allele is REF; the individuals' IDs): open them with ``open_bgen`` /
+    ``open_bimbam`` and pass the source."""
+    text = str(path)
+    lower = text.lower()
+    if lower.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")):
+        return open_vcf(text)
+    if lower.endswith(".pgen") or (not lower.endswith(".bed") and os.path.isfile(text + ".pgen")):
+        return open_pfile(text)
+    if lower.endswith((".bgen", ".geno.txt", ".geno.txt.gz")):
+        kind = "open_bgen(path, sample, ref='first'|'last')" if lower.endswith(".bgen") else "open_bimbam(path, ids)"
+        raise InputError(f"{text}: open it with mm4lmm_jax.gwas.{kind} and pass the source as genotypes")
+    return open_plink(text)
+
+
 __all__ = [
     "BgenSource",
     "BimbamSource",
@@ -595,6 +612,7 @@ __all__ = [
     "VcfSource",
     "open_bgen",
     "open_bimbam",
+    "open_genotypes",
     "open_pfile",
     "open_vcf",
 ]

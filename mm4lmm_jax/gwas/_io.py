@@ -268,18 +268,33 @@ def _check_fields(path: Path, what: str) -> str:
 
 
 class KinshipRead:
-    """A kinship file being read: ``.npy``, or GEMMA's text format (n rows of n numbers
-    separated by whitespace, no header, rows in .fam order; ``.gz`` compressed or not), whose
-    text is parsed by worker processes while the caller goes on (see :mod:`._text_matrix`;
-    ``parts`` as there).  :meth:`result` returns the checked (n, n) float64 array, or raises
-    an :class:`InputError` naming the file."""
+    """A kinship file being read, ``.result()`` an (n, n) float64 array in genotype order:
 
-    def __init__(self, path: str | os.PathLike, n: int, parts: int | None = None):
+    - ``.npy``, or GEMMA's text format (n rows of n numbers separated by whitespace, no header,
+      rows in genotype order; ``.gz`` compressed or not): no IDs, so the shape is checked
+      and rows are taken in genotype order (GEMMA's convention).  Text is parsed by worker
+      processes while the caller goes on (see :mod:`._text_matrix`; ``parts`` as there).
+    - PLINK 2's ``PREFIX.rel.bin`` (float64, square; ``bin4``: float32 when the size says so)
+      or ``PREFIX.rel`` (text, square), with ``PREFIX.rel.id`` (``#FID IID`` or ``#IID``
+      header): rows matched to the genotyped individuals ``ids`` = (fid or None, iid) by ID;
+      genotyped individuals absent from the file are flagged in :attr:`absent` (an error
+      when one is analysed).
+
+    :meth:`result` returns the checked array, or raises an :class:`InputError` naming the file."""
+
+    def __init__(self, path: str | os.PathLike, n: int, parts: int | None = None, ids=None):
         from ._text_matrix import TextMatrixRead
 
         self.path = _need(path, "kinship")
         self.n = n
+        self.ids = ids
+        self.absent = np.zeros(n, dtype=bool)
         self._value: np.ndarray | None = None
+        name = self.path.name
+        self._rel = name.endswith((".rel.bin", ".rel"))
+        self._text = None
+        if self._rel:
+            return
         try:
             self._text = None if self.path.suffix == ".npy" else TextMatrixRead(self.path, parts)
         except (OSError, ValueError) as err:
@@ -295,6 +310,9 @@ class KinshipRead:
 
     def result(self) -> np.ndarray:
         if self._value is None:
+            if self._rel:
+                self._value = checked_symmetric(self._read_rel(), f"kinship file {self.path}")
+                return self._value
             try:
                 k = np.load(self.path) if self._text is None else self._text.result()
             except Exception as err:
@@ -302,11 +320,60 @@ class KinshipRead:
             if k.shape != (self.n, self.n):
                 raise InputError(
                     f"kinship file {self.path}: shape {k.shape}, expected ({self.n}, {self.n}) for the {self.n} "
-                    "individuals of the genotype file (.fam), rows in .fam order: check that the kinship and "
-                    "the .fam list the same individuals (a .fam with a line too many or too few?)"
+                    "individuals of the genotype file, rows in its order: check that the kinship and the genotype "
+                    "file list the same individuals (a .fam with a line too many or too few?); PLINK 2's .rel.bin "
+                    "with its .rel.id is matched by ID"
                 )
             self._value = checked_symmetric(np.asarray(k, dtype=np.float64), f"kinship file {self.path}")
         return self._value
+
+    def _read_rel(self) -> np.ndarray:
+        """A PLINK 2 relationship matrix reordered to the genotyped individuals (absent: 0 rows,
+        flagged in :attr:`absent`)."""
+        text = str(self.path)
+        id_path = _need(text[: -len(".bin")] + ".id" if text.endswith(".bin") else text + ".id", "kinship .rel.id")
+        ids = pd.read_csv(id_path, sep=r"\s+", dtype=str, keep_default_na=False)
+        ids.columns = [str(c).lstrip("#") for c in ids.columns]
+        if "IID" not in ids.columns:
+            raise InputError(f"{id_path}: expected a header '#FID IID' or '#IID', got {list(ids.columns)}")
+        k = len(ids)
+        try:
+            if text.endswith(".bin"):
+                size = self.path.stat().st_size
+                dtype = np.float64 if size == 8 * k * k else np.float32 if size == 4 * k * k else None
+                if dtype is None:
+                    raise InputError(
+                        f"kinship file {self.path}: {size} bytes, not a square {k} x {k} matrix of float64 or float32 "
+                        f"for the {k} IDs of {id_path} (triangular .rel.bin files are not read: use --make-rel "
+                        "square bin)"
+                    )
+                mat = np.fromfile(self.path, dtype=dtype).reshape(k, k).astype(np.float64)
+            else:
+                mat = np.loadtxt(self.path, dtype=np.float64, ndmin=2)
+        except ValueError as err:
+            raise self._error(err) from err
+        if mat.shape != (k, k):
+            raise InputError(f"kinship file {self.path}: shape {mat.shape}, but {id_path} lists {k} individuals")
+        fid, iid = (None, None) if self.ids is None else self.ids
+        if iid is None:
+            raise InputError(f"kinship file {self.path}: IDs given but no genotype IDs to match them to")
+        iid = np.asarray(iid).astype(str)
+        if fid is not None and "FID" in ids.columns:
+            theirs = list(zip(ids["FID"], ids["IID"]))
+            ours = list(zip(np.asarray(fid).astype(str), iid))
+        else:
+            theirs, ours = list(ids["IID"]), list(iid)
+        position = {key: j for j, key in enumerate(theirs)}
+        if len(position) != k:
+            raise InputError(f"{id_path}: an individual is listed twice")
+        where = np.array([position.get(key, -1) for key in ours])
+        self.absent = where < 0
+        if self.absent.all():
+            raise InputError(f"kinship file {self.path}: no genotyped individual is among the IDs of {id_path}")
+        out = np.zeros((self.n, self.n))
+        have = np.flatnonzero(~self.absent)
+        out[np.ix_(have, have)] = mat[np.ix_(where[have], where[have])]
+        return out
 
 
 def read_kinship(path: str | os.PathLike, n: int) -> np.ndarray:

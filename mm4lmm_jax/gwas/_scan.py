@@ -35,6 +35,7 @@ from ._block import (
     start_block,
 )
 from ._design import MAX_VIF, Design, Traits, covariate_design, standardised_traits
+from ._formats import open_genotypes
 from ._io import (
     SNP_COLUMNS,
     ArraySource,
@@ -43,11 +44,10 @@ from ._io import (
     KinshipRead,
     array_source,
     checked_symmetric,
-    open_plink,
     read_table,
     reopen,
 )
-from ._kinship import GrmSum, contiguous_runs, grm
+from ._kinship import KINDS, contiguous_runs, grm
 from ._programs import code_digest, compiled
 from ._select import Selection, SelectionReport, sample_mask, select_markers, selection_files
 
@@ -93,25 +93,6 @@ def _genotype_source(genotypes, sample_ids) -> GenotypeSource:
     if isinstance(genotypes, (str, os.PathLike)):
         return open_genotypes(genotypes)
     return array_source(genotypes, sample_ids=sample_ids)
-
-
-def open_genotypes(path: str | os.PathLike) -> GenotypeSource:
-    """A genotype file set named by a path: a PLINK 1 prefix or ``.bed``, a PLINK 2 prefix or
-    ``.pgen``, a ``.vcf``/``.vcf.gz``/``.bcf`` (GT).  BGEN and BIMBAM files need more than a
-    path (which allele is REF; the individuals' IDs): open them with ``open_bgen`` /
-    ``open_bimbam`` and pass the source."""
-    from ._formats import open_pfile, open_vcf
-
-    text = str(path)
-    lower = text.lower()
-    if lower.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")):
-        return open_vcf(text)
-    if lower.endswith(".pgen") or (not lower.endswith(".bed") and os.path.isfile(text + ".pgen")):
-        return open_pfile(text)
-    if lower.endswith((".bgen", ".geno.txt", ".geno.txt.gz")):
-        kind = "open_bgen(path, sample, ref='first'|'last')" if lower.endswith(".bgen") else "open_bimbam(path, ids)"
-        raise InputError(f"{text}: open it with mm4lmm_jax.gwas.{kind} and pass the source as genotypes")
-    return open_plink(text)
 
 
 def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None) -> tuple[pd.DataFrame, int]:
@@ -179,51 +160,91 @@ def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None
     return aligned.reset_index(drop=True), int((~overlap).sum())
 
 
-def _kinship_groups(kinship, source: GenotypeSource, rows: np.ndarray, loco: bool, block: int, progress: bool):
+def _given_kinship(kinship, source: GenotypeSource, rows: np.ndarray, label: str):
+    """``kinship(dtype)`` -> the (n_analysed, n_analysed) submatrix of a kinship given as a
+    :class:`KinshipRead` or an (n, n) array in genotype order."""
+    if isinstance(kinship, KinshipRead):
+        given = kinship.result  # waits for the file's parse
+        absent = kinship.absent
+    else:
+        k = np.asarray(kinship, dtype=float)
+        if k.shape != (source.n, source.n):
+            raise InputError(f"{label}: shape {k.shape}, expected ({source.n}, {source.n}) (genotype order)")
+        k = checked_symmetric(k, label)
+        absent = np.zeros(source.n, dtype=bool)
+
+        def given():
+            return k
+
+    every = rows.size == source.n
+
+    def analysed(dtype):  # a new array: the eigendecomposition may overwrite it
+        k = given()
+        missing = rows[absent[rows]] if isinstance(kinship, KinshipRead) else np.empty(0, int)
+        if missing.size:
+            raise InputError(
+                f"{label}: {missing.size} analysed individual(s) are not in it, e.g. {source.iid[missing[0]]!r} "
+                "(restrict the analysis with --keep/--remove, or give a kinship of every analysed individual)"
+            )
+        return np.array(k, dtype=dtype) if every else k.astype(dtype, copy=False)[np.ix_(rows, rows)]
+
+    return analysed
+
+
+def _kinship_groups(
+    kinship, source: GenotypeSource, rows: np.ndarray, loco: bool, block: int, progress: bool, kind: str
+):
     """``[(label, marker indices, kinship(dtype), description)]``: one kinship for all markers,
-    or one per chromosome; ``kinship(dtype)`` returns a new (n_analysed, n_analysed) array."""
+    or one per chromosome (LOCO: built from the other chromosomes' markers, or given as a
+    mapping chromosome -> kinship); ``kinship(dtype)`` returns a new (n_analysed,
+    n_analysed) array."""
     m = source.m
     chrom = source.snps["chr"].astype(str).to_numpy()
+    if isinstance(kinship, dict):
+        groups = []
+        for c in pd.unique(chrom):
+            if c not in kinship:
+                raise InputError(f"LOCO kinships: none given for chromosome {c} (given: {sorted(kinship)})")
+            what = kinship[c]
+            label = f"kinship file {what.path}" if isinstance(what, KinshipRead) else f"kinship for chromosome {c}"
+            fn = _given_kinship(what, source, rows, label)
+            groups.append((c, np.flatnonzero(chrom == c), fn, f"given without chromosome {c}"))
+        return groups
     if kinship is not None:
-        if isinstance(kinship, KinshipRead):
-            given = kinship.result  # waits for the file's parse
-        else:
-            k = np.asarray(kinship, dtype=float)
-            if k.shape != (source.n, source.n):
-                raise InputError(f"kinship: shape {k.shape}, expected ({source.n}, {source.n}) (genotype order)")
-            k = checked_symmetric(k, "kinship")
-
-            def given():
-                return k
-
-        every = rows.size == source.n
-
-        def analysed(dtype):  # a new array: the eigendecomposition may overwrite it
-            k = given()
-            return np.array(k, dtype=dtype) if every else k.astype(dtype, copy=False)[np.ix_(rows, rows)]
-
-        return [("all", np.arange(m), analysed, "given")]
+        label = f"kinship file {kinship.path}" if isinstance(kinship, KinshipRead) else "kinship"
+        return [("all", np.arange(m), _given_kinship(kinship, source, rows, label), "given")]
     bar = _bar(m if not loco else 2 * m, progress, "kinship (GRM)")
     update = bar.update if bar is not None else None
-    total = grm(source, rows, np.arange(m), block, update)
+    total = grm(source, rows, np.arange(m), block, update, kind)
     if not loco:
         if bar is not None:
             bar.close()
-        description = "standardised GRM of all markers"
+        description = f"{kind} GRM of all (selected) markers"
         return [("all", np.arange(m), lambda dtype: total.matrix().astype(dtype, copy=False), description)]
     groups = []
     for c in pd.unique(chrom):
         idx = np.flatnonzero(chrom == c)
 
         def loco_matrix(dtype, idx=idx):
-            part = grm(source, rows, idx, block, update)
-            rest = GrmSum(len(rows))
-            rest.total = total.total - part.total
-            rest.count = total.count - part.count
-            return rest.matrix().astype(dtype, copy=False)
+            part = grm(source, rows, idx, block, update, kind)
+            return total.minus(part).matrix().astype(dtype, copy=False)
 
-        groups.append((c, idx, loco_matrix, f"standardised GRM without chromosome {c}"))
+        groups.append((c, idx, loco_matrix, f"{kind} GRM without chromosome {c}"))
     return groups
+
+
+def _open_kinships(kinship, source: GenotypeSource):
+    """Files among ``kinship`` (a path, a mapping chromosome -> path or array, an array, None)
+    opened for reading (their parse starts now); and the list of readers to close."""
+
+    def one(k):
+        return KinshipRead(k, source.n, ids=(source.fid, source.iid)) if isinstance(k, (str, os.PathLike)) else k
+
+    if isinstance(kinship, dict):
+        opened = {str(c): one(k) for c, k in kinship.items()}
+        return opened, [k for k in opened.values() if isinstance(k, KinshipRead)]
+    opened = one(kinship)
+    return opened, [opened] if isinstance(opened, KinshipRead) else []
 
 
 def _bar(total: int, progress: bool, desc: str):
@@ -684,6 +705,7 @@ def gwas(
     sample_ids: Sequence | None = None,
     checkpoint: str | os.PathLike | None = None,
     select: Selection | None = None,
+    grm_kind: str = "standardised",
 ) -> pd.DataFrame:
     """Exact mixed-model marker scan: for every marker (and trait), the ReML fit of
     ``y = C a + g b + u + e``, ``u ~ N(0, sigma2_g K)``, ``e ~ N(0, sigma2_e I)``, and the
@@ -696,14 +718,25 @@ def gwas(
         (n,) / (n, t) array in genotype order.  Each trait is analysed on the individuals
         where it and every covariate are observed; traits observed on the same individuals
         share one eigendecomposition and rotation.
-    genotypes : a PLINK 1 prefix (``.bed/.bim/.fam``; allele counts of A1, streamed in blocks
-        of ``chunk_size`` markers) or an (n, m) array / DataFrame of allele counts (NaN missing).
-    kinship : None (standardised GRM from the genotypes), an (n, n) array in genotype order,
-        or a file (GEMMA's n x n text, or ``.npy``).
+    genotypes : a PLINK 1 prefix (``.bed/.bim/.fam``; allele counts of A1), a PLINK 2 prefix
+        or ``.pgen`` (ALT counts or dosages), a ``.vcf[.gz]``/``.bcf`` (GT), a source opened by
+        :func:`open_bgen`, :func:`open_vcf` (dosage field) or :func:`open_bimbam` (all streamed
+        in blocks of ``chunk_size`` markers), or an (n, m) array / DataFrame of allele counts or
+        dosages (NaN missing).  The counted allele is the output's ``a1``.
+    kinship : None (GRM from the genotypes, ``grm_kind``), an (n, n) array in genotype order,
+        or a file: GEMMA's n x n text or ``.npy`` (rows in genotype order: their shape is
+        checked, they carry no IDs), or PLINK 2's ``.rel.bin`` / ``.rel`` with its ``.rel.id``
+        (matched by ID).  With ``loco=True``, a mapping chromosome -> kinship (of the other
+        chromosomes' markers) gives the LOCO kinships.
+    grm_kind : ``"standardised"`` (GEMMA's ``-gk 2``) or ``"centred"`` (GEMMA's ``-gk 1``): the
+        kinship built from the genotypes when ``kinship`` is None (see :func:`kinship_matrix`).
+    select : a :class:`Selection` of individuals and markers (keep/remove, extract/exclude,
+        chromosomes, maf, mac, geno), applied to the scan and to the GRM built from the genotypes.
     covariates : like ``phenotypes``; an intercept is always added.
     pheno_names, covar_names : columns to use (default all).
     loco : leave one chromosome out: markers of each chromosome are tested with a kinship
-        built from the other chromosomes (one GRM and one eigendecomposition per chromosome).
+        built from the other chromosomes (one GRM and one eigendecomposition per chromosome;
+        the GRM over the analysed individuals, of kind ``grm_kind``).
     lrt : also fit every marker model by ML and report the likelihood-ratio test.
     chunk_size : markers per block (rounded up to a multiple of 64 per device; memory grows
         with it, not with m).
@@ -755,6 +788,7 @@ def gwas(
         devices=devices,
         sample_ids=sample_ids,
         select=select,
+        grm_kind=grm_kind,
     )
     if client is not None:
         executor: LocalExecutor | DaskExecutor = DaskExecutor(client)
@@ -765,7 +799,7 @@ def gwas(
             # the package's code is part of the fingerprint: another version never reuses these blocks
             files = (*plan.source.files, *selection_files(select))
             extra = (select.fingerprint() if select is not None else None, *files)
-            parts = (*inputs, *extra, loco, plan.opts, chunk_size, max_vif, plan.n_devices, code_digest())
+            parts = (*inputs, *extra, grm_kind, loco, plan.opts, chunk_size, max_vif, plan.n_devices, code_digest())
             store = Checkpoint(checkpoint, _fingerprint(*parts))
         executor = LocalExecutor(plan.n_devices, store)
     result = run_scan(plan, executor, progress=progress)
@@ -798,6 +832,7 @@ class ScanPlan:
     pheno_extra: int
     covar_extra: int
     selection: SelectionReport
+    grm_kind: str = "standardised"
 
 
 @dataclass
@@ -834,6 +869,7 @@ def prepare_scan(
     devices: int | None = None,
     sample_ids: Sequence | None = None,
     select: Selection | None = None,
+    grm_kind: str = "standardised",
 ) -> ScanPlan:
     """Check and align the inputs of a scan (arguments as :func:`gwas`); reads no kinship yet,
     and genotypes only for a selection by frequency or missingness (one pass)."""
@@ -847,8 +883,15 @@ def prepare_scan(
     pheno, pheno_extra = _align(phenotypes, source, "phenotype", pheno_names)
     pheno = pheno.where(pd.Series(kept, index=pheno.index), axis=0)  # individuals not kept: as if unphenotyped
     covar, covar_extra = (None, 0) if covariates is None else _align(covariates, source, "covariate", covar_names)
-    if kinship is not None and loco:
-        raise InputError("loco=True builds one kinship per chromosome from the genotypes: pass kinship=None")
+    if kinship is not None and loco and not isinstance(kinship, dict):
+        raise InputError(
+            "loco=True builds one kinship per chromosome from the genotypes (kinship=None), or takes one per "
+            "chromosome as a mapping {chromosome: kinship}"
+        )
+    if isinstance(kinship, dict) and not loco:
+        raise InputError("a kinship per chromosome (a mapping) is for loco=True")
+    if grm_kind not in KINDS:
+        raise InputError(f"grm_kind must be one of {KINDS}, got {grm_kind!r}")
     patterns = _patterns(pheno, covar, source.iid.astype(str), max_vif)
     source = select_markers(source, select, np.flatnonzero(kept), report)
     if loco and source.snps["chr"].astype(str).nunique() < 2:
@@ -860,7 +903,9 @@ def prepare_scan(
     n_dev = max(1, min(int(n_dev), jax.local_device_count()))
     unit = 64 * n_dev
     block_size = int(-(-min(chunk_size, max(source.m, 1)) // unit) * unit)
-    return ScanPlan(source, pheno, patterns, kinship, loco, opts, block_size, n_dev, pheno_extra, covar_extra, report)
+    return ScanPlan(
+        source, pheno, patterns, kinship, loco, opts, block_size, n_dev, pheno_extra, covar_extra, report, grm_kind
+    )
 
 
 def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress: bool = True) -> ScanResult:
@@ -871,7 +916,7 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
     kinship = plan.kinship
     rotate = not rotate_on_host()
     programs: dict = {}
-    reading = KinshipRead(kinship, source.n) if isinstance(kinship, (str, os.PathLike)) else None
+    reading, readers = _open_kinships(kinship, source)
     # from here on the kinship file's text is parsed by worker processes
     bar = None
     parts: list[tuple[np.ndarray, dict, list[str], int]] = []
@@ -889,13 +934,16 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
                 programs[key] = _Programs(opts, block_size, pat.n, c, len(pat.traits), executor.n_devices, rotate)
         descriptions = None
         for pat in patterns:
-            groups = _kinship_groups(reading or kinship, source, pat.rows, plan.loco, block_size, progress)
+            groups = _kinship_groups(reading, source, pat.rows, plan.loco, block_size, progress, plan.grm_kind)
             descriptions = descriptions or [g[3] for g in groups]
             units = pat.units()
             for label, idx, kin_fn, _ in groups:
                 d, u = eigh(kin_fn(opts.rotation_dtype), opts.rotation_dtype)  # overlaps with loading the programs
                 name = "kinship" if label == "all" else f"kinship without chromosome {label}"
-                name = name if reading is None else f"kinship file {reading.path}"
+                if isinstance(reading, KinshipRead):
+                    name = f"kinship file {reading.path}"
+                elif isinstance(reading, dict) and isinstance(reading[label], KinshipRead):
+                    name = f"kinship file {reading[label].path}"
                 d, spectrum = checked_spectrum(d, name, opts.rotation_dtype)
                 spectra[(tuple(pat.traits), label)] = spectrum
                 if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)
@@ -920,8 +968,8 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
     finally:
         for prepared in programs.values():
             prepared.close()
-        if reading is not None:
-            reading.close()  # stops the parse if it was not waited for
+        for one in readers:
+            one.close()  # stops the parse if it was not waited for
         if bar is not None:
             bar.close()
 

@@ -78,18 +78,17 @@ class SelectionReport:
             "markers_removed": dict(self.markers_removed),
         }
 
-    def lines(self) -> list[str]:
-        out = [
-            f"individuals: {self.n_samples} kept, {self.n_samples_removed} removed by --keep/--remove"
-            + (
-                f" ({self.n_samples_listed_not_genotyped} listed but not genotyped)"
-                if self.n_samples_listed_not_genotyped
-                else ""
-            )
-        ]
-        removed = ", ".join(f"{v} by {k}" for k, v in self.markers_removed.items()) or "none removed"
-        out.append(f"markers: {self.n_markers} kept ({removed})")
-        return out
+
+def selection_lines(summary: dict) -> list[str]:
+    """Two log lines from :meth:`SelectionReport.as_dict` (the results' ``selection`` metadata)."""
+    listed = summary["n_samples_listed_not_genotyped"]
+    lines = [
+        f"individuals: {summary['n_samples_kept']} kept, {summary['n_samples_removed']} removed by --keep/--remove"
+        + (f" ({listed} listed but not genotyped)" if listed else "")
+    ]
+    removed = ", ".join(f"{v} by {k}" for k, v in summary["markers_removed"].items()) or "none removed"
+    lines.append(f"markers: {summary['n_markers_kept']} kept ({removed})")
+    return lines
 
 
 class MarkerSubset(GenotypeSource):
@@ -262,4 +261,5 @@ __all__ = [
     "sample_mask",
     "select_markers",
     "selection_files",
+    "selection_lines",
 ]

@@ -244,8 +244,8 @@ def open_bgen(path: str | os.PathLike, sample: str | os.PathLike | None = None, 
     """A BGEN file (``ref="first"``: the first allele of each variant is REF, as in UK Biobank's
     files; ``"last"``: the last is, as in PLINK-exported files).  ALT dosages are counted
     (``a1`` = ALT).  Sample IDs from ``sample`` (an Oxford ``.sample``: ID_1 = FID, ID_2 = IID)
-    or else from the file (IIDs).  A metafile of variant offsets is written beside the file
-    (or in the cache folder when that folder is read-only) on first use."""
+    or else from the file (IIDs).  A metafile of variant offsets is written on first use
+    (:func:`_metafile`)."""
     if ref not in ("first", "last"):
         raise InputError(
             f"BGEN {path}: say which allele is REF: ref='first' (UK Biobank) or 'last' (PLINK exports), got {ref!r}"
@@ -294,13 +294,14 @@ def open_bgen(path: str | os.PathLike, sample: str | os.PathLike | None = None, 
 
 
 def _metafile(bgen, path: Path) -> str:
-    """The path of a metafile for ``path`` (made now if absent or older than the file)."""
-    candidates = [Path(str(path) + ".metafile")]
-    cache = os.environ.get("MM4LMM_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mm4lmm_jax")
+    """The path of a metafile (variant offsets) for ``path``: in the cache folder
+    (``MM4LMM_JAX_CACHE``, else ``~/.cache/mm4lmm_jax``) under a digest of the file's path, size
+    and time, else beside the file; made now if absent."""
     import hashlib
 
+    cache = os.environ.get("MM4LMM_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mm4lmm_jax")
     digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()
-    candidates.append(Path(cache) / "bgen" / f"{digest[:24]}.metafile")
+    candidates = [Path(cache) / "bgen" / f"{digest[:24]}.metafile", Path(str(path) + ".metafile")]
     for meta in candidates:
         if meta.exists() and meta.stat().st_mtime_ns >= path.stat().st_mtime_ns:
             return str(meta)
@@ -313,7 +314,7 @@ def _metafile(bgen, path: Path) -> str:
             return str(meta)
         except (OSError, RuntimeError):
             continue
-    raise InputError(f"BGEN {path}: cannot write its metafile beside it nor in {cache}")
+    raise InputError(f"BGEN {path}: cannot write its metafile in {cache} nor beside it")
 
 
 def _read_oxford_sample(path: Path) -> pd.DataFrame:

@@ -204,7 +204,7 @@ def array_source(genotypes, snp_names=None, sample_ids=None) -> GenotypeSource:
         raise InputError(f"{names.size} marker names for {m} markers")
     iid = np.asarray(sample_ids if sample_ids is not None else np.arange(1, n + 1).astype(str), dtype=object)
     snps = pd.DataFrame({"chr": ["0"] * m, "snp": names, "pos": np.arange(1, m + 1), "a1": "A1", "a2": "A2"})
-    return ArraySource(iid.copy(), iid, snps, arr)
+    return ArraySource(None, iid, snps, arr)  # one ID per individual: tables are matched on IID
 
 
 def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:

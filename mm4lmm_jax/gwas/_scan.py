@@ -165,13 +165,11 @@ def _given_kinship(kinship, source: GenotypeSource, rows: np.ndarray, label: str
     :class:`KinshipRead` or an (n, n) array in genotype order."""
     if isinstance(kinship, KinshipRead):
         given = kinship.result  # waits for the file's parse
-        absent = kinship.absent
     else:
         k = np.asarray(kinship, dtype=float)
         if k.shape != (source.n, source.n):
             raise InputError(f"{label}: shape {k.shape}, expected ({source.n}, {source.n}) (genotype order)")
         k = checked_symmetric(k, label)
-        absent = np.zeros(source.n, dtype=bool)
 
         def given():
             return k
@@ -180,7 +178,7 @@ def _given_kinship(kinship, source: GenotypeSource, rows: np.ndarray, label: str
 
     def analysed(dtype):  # a new array: the eigendecomposition may overwrite it
         k = given()
-        missing = rows[absent[rows]] if isinstance(kinship, KinshipRead) else np.empty(0, int)
+        missing = rows[kinship.absent[rows]] if isinstance(kinship, KinshipRead) else np.empty(0, int)
         if missing.size:
             raise InputError(
                 f"{label}: {missing.size} analysed individual(s) are not in it, e.g. {source.iid[missing[0]]!r} "

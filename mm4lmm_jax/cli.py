@@ -220,8 +220,8 @@ def _log_header(log: RunLog, argv) -> None:
 def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught, args) -> None:
     a = res.attrs
     log.line(
-        f"inputs: genotypes {genotype_path(args)} ({a['n_genotyped']} individuals, {a['n_markers']} markers after "
-        "the selection), phenotypes "
+        f"inputs: genotypes {genotype_path(args)} ({a['n_genotyped']} individuals, {a['n_markers']} markers), "
+        "phenotypes "
         f"{args.pheno}, covariates {args.covar or 'none'}, kinship {args.kinship or 'from the genotypes'}; "
         f"{a['n_phenotyped_not_genotyped']} phenotyped and {a['n_covariates_not_genotyped']} with covariates "
         "but not genotyped"

@@ -53,7 +53,7 @@ def test_failed_run_leaves_no_stale_output_and_says_so_in_the_log(plink, tmp_pat
 
 
 def test_a_full_disk_during_the_write_leaves_no_truncated_file(plink, tmp_path, capsys, monkeypatch):
-    from mm4lmm_jax.gwas import _io as io
+    from mm4lmm_jax.gwas import _outputs as io  # the CLI's table writer
 
     def full(frame, path):
         Path(path).write_text("chr\tsnp\n1\tpartial")

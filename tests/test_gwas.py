@@ -180,7 +180,7 @@ def test_blocks_bound_memory_and_reuse_one_program(small, monkeypatch):
 
     y, g, kin, _ = small
     sizes, compiled = [], []
-    original_read = io.GenotypeSource.read
+    original_read = io.GenotypeSource.read_counts
     original_compile = scan._Programs._compile
 
     def spy_read(self, rows, start, stop, dtype="float64"):
@@ -192,7 +192,7 @@ def test_blocks_bound_memory_and_reuse_one_program(small, monkeypatch):
         compiled.append(out[0])
         return out
 
-    monkeypatch.setattr(io.GenotypeSource, "read", spy_read)
+    monkeypatch.setattr(io.GenotypeSource, "read_counts", spy_read)
     monkeypatch.setattr(scan._Programs, "_compile", staticmethod(spy_compile))
     res = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=20)
     assert max(sizes) <= 64 and sum(sizes) == g.shape[1] and len(compiled) == 1
@@ -418,7 +418,8 @@ def test_loco_uses_the_other_chromosomes(plink):
         kin[np.ix_(rows, rows)] = w @ w.T / w.shape[1]
         one = mj.gwas(plink.pheno, plink.prefix, kinship=kin, pheno_names=["trait1"], progress=False)
         on_c = (res.chr == c).to_numpy()
-        np.testing.assert_allclose(res.p_wald[on_c], one.p_wald[on_c], rtol=1e-6)
+        # float32 eigendecompositions of two roundings of one matrix (sum minus part, and direct)
+        np.testing.assert_allclose(res.p_wald[on_c], one.p_wald[on_c], rtol=1e-5)
     assert res.attrs["loco"] and len(res.attrs["null_models"]["trait1"]) == 3
 
 
@@ -475,7 +476,9 @@ def test_dask_cluster_gives_the_same_results(plink, tmp_path):
                        "--kinship", plink.kinship, "--scheduler", cl.scheduler_address, "--chunk-size", "128",
                        "--out", str(tmp_path / "dask"), "--quiet", "--no-plots"])  # fmt: skip
     local = mj.gwas(plink.pheno, plink.prefix, **kw)
-    pd.testing.assert_frame_equal(remote, local, check_exact=False, rtol=1e-9)
+    # Dask's nanny starts workers with one BLAS thread (OMP_NUM_THREADS=1): OpenBLAS then rounds
+    # the float32 rotation differently, so the float32 path agrees to its accuracy class
+    pd.testing.assert_frame_equal(remote, local, check_exact=False, rtol=1e-5, atol=1e-6)
     assert rc == 0
     from_cli = pd.read_csv(tmp_path / "dask.tsv", sep="\t")
     np.testing.assert_allclose(from_cli.p_wald, local.p_wald, rtol=1e-6)

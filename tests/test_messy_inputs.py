@@ -295,9 +295,7 @@ def test_bad_plink_files_blame_the_right_file(plink, tmp_path):
     with pytest.raises(InputError, match=r"g.fam: individual FID=.* appears 2 times"):
         mj.gwas(plink.pheno, prefix, kinship=plink.kinship, progress=False)
     open(prefix + ".fam", "w").write("\n".join(fam[:-1]) + "\n")  # 199 lines: the .bed size still fits
-    with pytest.raises(
-        InputError, match=r"expected \(199, 199\) for the 199 individuals of the genotype file \(.fam\)"
-    ):
+    with pytest.raises(InputError, match=r"expected \(199, 199\) for the 199 individuals of the genotype file"):
         mj.gwas(plink.pheno, prefix, kinship=plink.kinship, progress=False)
     open(prefix + ".fam", "w").write("\n".join(fam) + "\n")
     bim_text = open(prefix + ".bim").read()

@@ -17,7 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ._io import MISSING_COUNT, GenotypeSource, _need, open_plink
+from ._io import MISSING_COUNT, GenotypeSource, need_file, open_plink
+
+#: Threads decoding BGEN variants (at most; one per 64 variants of a block).
+_READ_THREADS = min(4, os.cpu_count() or 1)
 
 #: pgenlib's code for a missing hard call / dosage.
 _PGEN_MISSING = -9
@@ -127,7 +130,7 @@ def open_pfile(prefix: str | os.PathLike) -> PgenSource:
     for ext in (".pgen", ".pvar", ".psam"):
         if prefix.endswith(ext):
             prefix = prefix[: -len(ext)]
-    pgen, pvar, psam = (_need(prefix + ext, f"PLINK 2 {ext}") for ext in (".pgen", ".pvar", ".psam"))
+    pgen, pvar, psam = (need_file(prefix + ext, f"PLINK 2 {ext}") for ext in (".pgen", ".pvar", ".psam"))
     samples = _read_psam(psam)
     variants = _read_pvar(pvar)
     _library("pgenlib", f"{pgen}")
@@ -202,16 +205,32 @@ class BgenSource(GenotypeSource):
         self.files = files or (bgen,)
 
     def _read(self, rows, markers):
+        idx = _as_index(markers, self.m)
+        out = np.empty((idx.size, self.n), dtype=np.float64)  # variant-major while filled
+        threads = max(1, min(_READ_THREADS, idx.size // 64))
+        parts = np.array_split(np.arange(idx.size), threads)
+        if threads == 1:
+            self._fill(out, idx, parts[0])
+        else:  # cbgen's C calls release the GIL: variants decompress in parallel
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda part: self._fill(out, idx, part), parts))
+        block = out if rows.size == self.n else out[:, rows]
+        return block.T  # (n, b), Fortran-ordered
+
+    def _fill(self, out: np.ndarray, idx: np.ndarray, part: np.ndarray) -> None:
         import cbgen
 
-        idx = _as_index(markers, self.m)
-        out = np.empty((rows.size, idx.size), dtype=np.float64, order="F")
-        every = rows.size == self.n
         with cbgen.bgen_file(self.bgen) as bgen:
-            for j, k in enumerate(idx):
-                d = _dosage(bgen.read_genotype(int(self.offsets[k])), self.counted, self.snps["snp"].iloc[k], self.bgen)
-                out[:, j] = d if every else d[rows]
-        return out
+            for j in part:
+                g = bgen.read_genotype(int(self.offsets[idx[j]]))
+                p = g.probability
+                if p.shape[1] == 3 and not g.phased and g.ploidy.min() == 2 == g.ploidy.max():
+                    np.add(p[:, 1], 2.0 * p[:, 2 if self.counted == 1 else 0], out=out[j])
+                else:
+                    out[j] = _dosage(g, self.counted, str(self.snps["snp"].iloc[idx[j]]), self.bgen)
+                out[j, g.missing] = np.nan
 
     def spec(self) -> dict:
         return {"module": __name__, "class": "BgenSource", "bgen": self.bgen, "offsets": self.offsets,
@@ -250,7 +269,7 @@ def open_bgen(path: str | os.PathLike, sample: str | os.PathLike | None = None, 
         raise InputError(
             f"BGEN {path}: say which allele is REF: ref='first' (UK Biobank) or 'last' (PLINK exports), got {ref!r}"
         )
-    p = _need(path, "BGEN")
+    p = need_file(path, "BGEN")
     _library("cbgen", f"BGEN {p}")
     import cbgen
 
@@ -263,7 +282,7 @@ def open_bgen(path: str | os.PathLike, sample: str | os.PathLike | None = None, 
         raise InputError(f"cannot read BGEN file {p}: {err}") from err
     files: tuple[str, ...] = (str(p),)
     if sample is not None:
-        ids = _read_oxford_sample(_need(sample, "BGEN .sample"))
+        ids = _read_oxford_sample(need_file(sample, "BGEN .sample"))
         files += (str(sample),)
         if len(ids) != n:
             raise InputError(f"{sample}: {len(ids)} samples, but BGEN {p} holds {n}")
@@ -432,7 +451,7 @@ def open_vcf(path: str | os.PathLike, field: str = "GT", id_delim: str | None = 
     names are IIDs (tables matched on IID), or ``FID<id_delim>IID`` split at the first
     ``id_delim`` (PLINK's ``--id-delim``).  One pass over the file at opening reads the variant
     table; multi-allelic records are an error (split them with ``bcftools norm -m-``)."""
-    p = _need(path, "VCF")
+    p = need_file(path, "VCF")
     _library("cyvcf2", f"VCF {p}")
     from cyvcf2 import VCF
 
@@ -526,7 +545,7 @@ def open_bimbam(path: str | os.PathLike, ids, annotation: str | os.PathLike | No
     ``FID IID ...``), a DataFrame with FID/IID columns, or a sequence of IIDs.  ``annotation``:
     GEMMA's SNP annotation (``snp pos chr`` per line, matched by SNP name); without it, chr
     ``0`` and no position."""
-    p = _need(path, "BIMBAM")
+    p = need_file(path, "BIMBAM")
     opener = gzip.open if _gzipped(str(p)) else open
     names, a1, a2, n_values = [], [], [], None
     with opener(p, "rt") as fh:
@@ -553,7 +572,7 @@ def open_bimbam(path: str | os.PathLike, ids, annotation: str | os.PathLike | No
     pos = np.zeros(len(names), dtype=np.int64)
     files = (str(p), *id_files)
     if annotation is not None:
-        anno_path = _need(annotation, "BIMBAM annotation")
+        anno_path = need_file(annotation, "BIMBAM annotation")
         try:
             anno = pd.read_csv(anno_path, sep=r"[,\s]+", header=None, dtype=str, engine="python")
         except Exception as err:

@@ -128,7 +128,7 @@ class BedSource(GenotypeSource):
         return cls(ids, ids, pd.DataFrame(index=range(spec["m"])), spec["bed_path"])
 
 
-def _need(path: str | os.PathLike, what: str) -> Path:
+def need_file(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{what} file not found: {p}")
@@ -141,7 +141,7 @@ def open_plink(prefix: str | os.PathLike) -> GenotypeSource:
     for ext in (".bed", ".bim", ".fam"):
         if prefix.endswith(ext):
             prefix = prefix[: -len(ext)]
-    bed, bim, fam = (_need(prefix + ext, f"PLINK {ext}") for ext in (".bed", ".bim", ".fam"))
+    bed, bim, fam = (need_file(prefix + ext, f"PLINK {ext}") for ext in (".bed", ".bim", ".fam"))
     for file, what in ((fam, "individual"), (bim, "marker")):
         if file.stat().st_size == 0:
             raise InputError(f"{file} is empty: it lists no {what}")
@@ -212,7 +212,7 @@ def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
     ``NA``, ``-9`` and (tab-separated) empty cells are missing.  A header holding a tab makes
     the file tab-separated (an empty cell is a missing value, not a shift of the columns),
     else fields are separated by runs of spaces.  Returns a frame indexed by (FID, IID)."""
-    p = _need(path, what)
+    p = need_file(path, what)
     sep = _check_fields(p, what)
     try:
         df = pd.read_csv(p, sep=sep, dtype={0: str, 1: str}, na_values=["NA", "-9", "nan", "NaN", "."])
@@ -285,7 +285,7 @@ class KinshipRead:
     def __init__(self, path: str | os.PathLike, n: int, parts: int | None = None, ids=None):
         from ._text_matrix import TextMatrixRead
 
-        self.path = _need(path, "kinship")
+        self.path = need_file(path, "kinship")
         self.n = n
         self.ids = ids
         self.absent = np.zeros(n, dtype=bool)
@@ -331,7 +331,7 @@ class KinshipRead:
         """A PLINK 2 relationship matrix reordered to the genotyped individuals (absent: 0 rows,
         flagged in :attr:`absent`)."""
         text = str(self.path)
-        id_path = _need(text[: -len(".bin")] + ".id" if text.endswith(".bin") else text + ".id", "kinship .rel.id")
+        id_path = need_file(text[: -len(".bin")] + ".id" if text.endswith(".bin") else text + ".id", "kinship .rel.id")
         ids = pd.read_csv(id_path, sep=r"\s+", dtype=str, keep_default_na=False)
         ids.columns = [str(c).lstrip("#") for c in ids.columns]
         if "IID" not in ids.columns:
@@ -448,6 +448,7 @@ __all__ = [
     "array_source",
     "as_float",
     "checked_symmetric",
+    "need_file",
     "open_plink",
     "read_kinship",
     "read_table",

@@ -204,8 +204,17 @@ def _kinship_groups(
             if c not in kinship:
                 raise InputError(f"LOCO kinships: none given for chromosome {c} (given: {sorted(kinship)})")
             what = kinship[c]
-            label = f"kinship file {what.path}" if isinstance(what, KinshipRead) else f"kinship for chromosome {c}"
-            fn = _given_kinship(what, source, rows, label)
+            if isinstance(what, (str, os.PathLike)):  # opened when needed: one file parsed at a time
+
+                def fn(dtype, path=what):
+                    reader = KinshipRead(path, source.n, ids=(source.fid, source.iid))
+                    try:
+                        return _given_kinship(reader, source, rows, f"kinship file {path}")(dtype)
+                    finally:
+                        reader.close()
+
+            else:
+                fn = _given_kinship(what, source, rows, f"kinship for chromosome {c}")
             groups.append((c, np.flatnonzero(chrom == c), fn, f"given without chromosome {c}"))
         return groups
     if kinship is not None:
@@ -238,9 +247,8 @@ def _open_kinships(kinship, source: GenotypeSource):
     def one(k):
         return KinshipRead(k, source.n, ids=(source.fid, source.iid)) if isinstance(k, (str, os.PathLike)) else k
 
-    if isinstance(kinship, dict):
-        opened = {str(c): one(k) for c, k in kinship.items()}
-        return opened, [k for k in opened.values() if isinstance(k, KinshipRead)]
+    if isinstance(kinship, dict):  # LOCO files are read one at a time, when their chromosome comes
+        return {str(c): k for c, k in kinship.items()}, []
     opened = one(kinship)
     return opened, [opened] if isinstance(opened, KinshipRead) else []
 
@@ -573,6 +581,15 @@ class Checkpoint:
         os.replace(tmp, file)
 
 
+def _source_parts(source: GenotypeSource) -> tuple:
+    """What identifies an opened genotype source in a checkpoint's fingerprint: its class, its
+    files (by path, size and time), its marker table, and an array's values."""
+    parts: tuple = ("source", type(source).__name__, *source.files, source.snps)
+    if isinstance(source, ArraySource):
+        parts += (np.asarray(source.array),)
+    return parts
+
+
 def _fingerprint(*parts) -> str:
     """A digest of the inputs (files by path, size and modification time; arrays by content)
     and options of a scan."""
@@ -585,6 +602,8 @@ def _fingerprint(*parts) -> str:
             for f in filter(os.path.isfile, files):
                 st = os.stat(f)
                 h.update(f"{os.path.abspath(f)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        elif isinstance(part, tuple) and part[:1] == ("source",):
+            h.update(_fingerprint(*part[1:]).encode())
         elif isinstance(part, np.ndarray):
             h.update(np.ascontiguousarray(part).tobytes())
         elif isinstance(part, (pd.DataFrame, pd.Series)):
@@ -793,7 +812,8 @@ def gwas(
     else:
         store = None
         if checkpoint is not None:
-            inputs = (phenotypes, genotypes, kinship, covariates, pheno_names, covar_names, sample_ids)
+            given = genotypes if not isinstance(genotypes, GenotypeSource) else _source_parts(genotypes)
+            inputs = (phenotypes, given, kinship, covariates, pheno_names, covar_names, sample_ids)
             # the package's code is part of the fingerprint: another version never reuses these blocks
             files = (*plan.source.files, *selection_files(select))
             extra = (select.fingerprint() if select is not None else None, *files)
@@ -940,8 +960,8 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
                 name = "kinship" if label == "all" else f"kinship without chromosome {label}"
                 if isinstance(reading, KinshipRead):
                     name = f"kinship file {reading.path}"
-                elif isinstance(reading, dict) and isinstance(reading[label], KinshipRead):
-                    name = f"kinship file {reading[label].path}"
+                elif isinstance(reading, dict) and isinstance(reading[label], (str, os.PathLike)):
+                    name = f"kinship file {reading[label]}"
                 d, spectrum = checked_spectrum(d, name, opts.rotation_dtype)
                 spectra[(tuple(pat.traits), label)] = spectrum
                 if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ._io import MISSING_COUNT, GenotypeSource, _need
+from ._io import MISSING_COUNT, GenotypeSource, need_file
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class MarkerSubset(GenotypeSource):
 def _id_list(value, what: str) -> list[tuple[str, ...]]:
     """IDs from a file (whitespace-separated columns, ``#`` header skipped) or a sequence."""
     if isinstance(value, (str, os.PathLike)):
-        path = _need(value, what)
+        path = need_file(value, what)
         rows = []
         with open(path) as fh:
             for line in fh:

@@ -481,9 +481,9 @@ def test_dask_cluster_gives_the_same_results(plink, tmp_path):
     pd.testing.assert_frame_equal(remote, local, check_exact=False, rtol=1e-5, atol=1e-6)
     assert rc == 0
     from_cli = pd.read_csv(tmp_path / "dask.tsv", sep="\t")
-    np.testing.assert_allclose(from_cli.p_wald, local.p_wald, rtol=1e-6)
+    np.testing.assert_allclose(from_cli.p_wald, local.p_wald, rtol=1e-5)
     local_arr = mj.gwas(y, g, kinship=kin, progress=False, chunk_size=64)
-    np.testing.assert_allclose(remote_arr.p_wald, local_arr.p_wald, rtol=1e-9)
+    np.testing.assert_allclose(remote_arr.p_wald, local_arr.p_wald, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- CLI, plots -----------

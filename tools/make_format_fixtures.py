@@ -79,10 +79,19 @@ def main() -> None:
         run("plink2", "--bfile", str(EXAMPLE), "--export", "vcf", "bgz", "id-paste=iid", "--out", "ex", cwd=t)
         run("plink2", "--bfile", str(EXAMPLE), "--export", "bgen-1.2", "bits=8", "--out", "ex", cwd=t)
         run("bcftools", "view", "-Ob", "-o", "ex.bcf", "ex.vcf.gz", cwd=t)
+        # 60 markers at 16 bits: BGEN 1.2 (zlib: decoded by our reader) and 1.3 (zstd: by cbgen)
+        (t / "first60.txt").write_text(
+            "".join(line.split()[1] + "\n" for line in open(f"{EXAMPLE}.bim").readlines()[:60])
+        )
+        run("plink2", "--bfile", str(EXAMPLE), "--extract", "first60.txt", "--export", "bgen-1.2", "bits=16",
+            "--out", "ex16", cwd=t)  # fmt: skip
+        run("plink2", "--bfile", str(EXAMPLE), "--extract", "first60.txt", "--export", "bgen-1.3", "bits=16",
+            "--out", "ex13", cwd=t)  # fmt: skip
         dosage_vcf(t / "ex.vcf.gz", t / "ds.vcf.gz", markers=100)
         run("plink2", "--vcf", "ds.vcf.gz", "dosage=DS", "--make-pgen", "--out", "ds", cwd=t)
-        for name in ("ex.pgen", "ex.pvar", "ex.psam", "ex.vcf.gz", "ex.bgen", "ex.sample", "ex.bcf", "ds.vcf.gz",
-                     "ds.pgen", "ds.pvar", "ds.psam"):  # fmt: skip
+        names = ["ex.pgen", "ex.pvar", "ex.psam", "ex.vcf.gz", "ex.bgen", "ex.sample", "ex.bcf", "ds.vcf.gz", "ds.pgen",
+                 "ds.pvar", "ds.psam", "ex16.bgen", "ex16.sample", "ex13.bgen", "ex13.sample"]  # fmt: skip
+        for name in names:
             shutil.copyfile(t / name, OUT / name)
         bimbam(EXAMPLE, OUT / "ex.bimbam.txt.gz")
         # GEMMA on its own BIMBAM example: centred kinship, then the -lmm 1 scan with sex

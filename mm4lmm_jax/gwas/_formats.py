@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -199,9 +200,10 @@ class BgenSource(GenotypeSource):
 
     libraries = ("cbgen",)
 
-    def __init__(self, fid, iid, snps, bgen: str, offsets: np.ndarray, counted: int, files=()):
+    def __init__(self, fid, iid, snps, bgen: str, offsets: np.ndarray, counted: int, files=(), compression=None):
         self.fid, self.iid, self.snps, self.bgen = fid, iid, snps, bgen
         self.offsets, self.counted = offsets, counted
+        self.compression = _bgen_compression(bgen) if compression is None else compression
         self.files = files or (bgen,)
 
     def _read(self, rows, markers):
@@ -220,17 +222,40 @@ class BgenSource(GenotypeSource):
         return block.T  # (n, b), Fortran-ordered
 
     def _fill(self, out: np.ndarray, idx: np.ndarray, part: np.ndarray) -> None:
+        """Dosages of variants ``idx[part]`` into rows ``part`` of ``out``: the common layout
+        (biallelic, diploid, unphased, 8 or 16 bits, zlib or none) decoded here, a block at a
+        time with numpy, anything else by ``cbgen``."""
+        import zlib
+
         import cbgen
 
-        with cbgen.bgen_file(self.bgen) as bgen:
+        n = self.n
+        simple: dict[int, list] = {8: [], 16: []}
+        other = []
+        with open(self.bgen, "rb") as fh:
             for j in part:
-                g = bgen.read_genotype(int(self.offsets[idx[j]]))
-                p = g.probability
-                if p.shape[1] == 3 and not g.phased and g.ploidy.min() == 2 == g.ploidy.max():
-                    np.add(p[:, 1], 2.0 * p[:, 2 if self.counted == 1 else 0], out=out[j])
+                fh.seek(int(self.offsets[idx[j]]))
+                size = int.from_bytes(fh.read(4), "little")
+                if self.compression == 1:
+                    fh.seek(4, 1)  # the uncompressed length
+                    raw = zlib.decompress(fh.read(size - 4))
+                elif self.compression == 0:
+                    raw = fh.read(size)
                 else:
+                    other.append(j)
+                    continue
+                bits = _simple_layout(raw, n)
+                (simple[bits] if bits else other).append((j, raw) if bits else j)
+        for bits, items in simple.items():
+            if items:
+                rows = np.array([j for j, _ in items])
+                out[rows] = _simple_dosages([r for _, r in items], n, bits, self.counted)
+        if other:
+            with cbgen.bgen_file(self.bgen) as bgen:
+                for j in other:
+                    g = bgen.read_genotype(int(self.offsets[idx[j]]))
                     out[j] = _dosage(g, self.counted, str(self.snps["snp"].iloc[idx[j]]), self.bgen)
-                out[j, g.missing] = np.nan
+                    out[j, g.missing] = np.nan
 
     def spec(self) -> dict:
         return {"module": __name__, "class": "BgenSource", "bgen": self.bgen, "offsets": self.offsets,
@@ -241,6 +266,41 @@ class BgenSource(GenotypeSource):
         ids = np.zeros(spec["n"])
         snps = pd.DataFrame({"snp": [""] * len(spec["offsets"])})
         return cls(ids, ids, snps, spec["bgen"], spec["offsets"], spec["counted"])
+
+
+def _simple_layout(raw: bytes, n: int) -> int:
+    """The bits per probability (8 or 16) when BGEN layout-2 probability data ``raw`` is of a
+    biallelic variant with every sample diploid and unphased; else 0."""
+    if len(raw) < 10 + n or int.from_bytes(raw[0:4], "little") != n or int.from_bytes(raw[4:6], "little") != 2:
+        return 0
+    if raw[6] != 2 or raw[7] != 2 or raw[8 + n] != 0 or raw[9 + n] not in (8, 16):
+        return 0
+    bits = raw[9 + n]
+    return bits if len(raw) == 10 + n + 2 * n * bits // 8 else 0
+
+
+def _simple_dosages(raws: list[bytes], n: int, bits: int, counted: int) -> np.ndarray:
+    """(b, n) expected counts of allele ``counted`` from the probability data of ``b`` simple
+    variants (:func:`_simple_layout`), NaN where the missing bit is set."""
+    probs = b"".join(r[10 + n :] for r in raws)
+    ploidy = np.frombuffer(b"".join(r[8 : 8 + n] for r in raws), dtype=np.uint8).reshape(len(raws), n)
+    if bits == 8:  # one gather: the dosage of every (P(AA), P(AB)) byte pair, read as a uint16
+        d = _dosage_table(counted)[np.frombuffer(probs, dtype="<u2").reshape(len(raws), n)]
+    else:
+        values = np.frombuffer(probs, dtype="<u2").reshape(len(raws), n, 2)
+        p_aa, p_ab = values[..., 0] / 65535.0, values[..., 1] / 65535.0
+        d = (2.0 - p_ab) - 2.0 * p_aa if counted == 1 else 2.0 * p_aa + p_ab
+    d[ploidy >= 0x80] = np.nan  # the missing bit
+    return d
+
+
+@lru_cache(maxsize=2)
+def _dosage_table(counted: int) -> np.ndarray:
+    """(65536,) dosages of allele ``counted`` for 8-bit probability pairs: index
+    ``P(AA) + 256 P(AB)`` (each /255), P(BB) = 1 - P(AA) - P(AB)."""
+    code = np.arange(65536)
+    p_aa, p_ab = (code & 255) / 255.0, (code >> 8) / 255.0
+    return (2.0 - p_ab) - 2.0 * p_aa if counted == 1 else 2.0 * p_aa + p_ab
 
 
 def _dosage(g, counted: int, name: str, path: str) -> np.ndarray:
@@ -257,6 +317,17 @@ def _dosage(g, counted: int, name: str, path: str) -> np.ndarray:
     d = np.array(d, dtype=np.float64)
     d[g.missing] = np.nan
     return d
+
+
+def _bgen_compression(path: str) -> int:
+    """The header's compression flag: 0 none, 1 zlib, 2 zstd (BGEN 1.2 spec; -1 for layout 1,
+    left to cbgen)."""
+    with open(path, "rb") as fh:
+        fh.seek(4)
+        header = int.from_bytes(fh.read(4), "little")
+        fh.seek(4 + header - 4)
+        flags = int.from_bytes(fh.read(4), "little")
+    return flags & 3 if (flags >> 2) & 15 == 2 else -1
 
 
 def open_bgen(path: str | os.PathLike, sample: str | os.PathLike | None = None, *, ref: str) -> BgenSource:

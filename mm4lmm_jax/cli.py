@@ -18,6 +18,7 @@ import pandas as pd
 
 from ._cli_args import add_genotype_args, add_selection_args, genotype_path, open_source, selection
 from .errors import MissingDataWarning
+from .gwas._io import write_atomic
 from .gwas._select import selection_lines
 
 
@@ -171,18 +172,6 @@ def check_writable(prefix: str) -> None:
             pass
     except OSError as err:
         raise InputError(f"--out {prefix}: cannot write in {folder} ({err.strerror or err})") from err
-
-
-def write_atomic(path: str, write) -> None:
-    """``write(tmp)`` to a temporary file in the folder of ``path``, then rename it to ``path``:
-    a kill or a full disk never leaves a truncated ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class RunLog:

@@ -109,6 +109,18 @@ def test_bgen_16_bit_and_zstd(name, compression):
         np.testing.assert_allclose(got, want if same else 2.0 - want, atol=1e-15)
 
 
+def test_pfile_with_plink1_style_pvar_and_psam(tmp_path):
+    """PLINK 2 accepts a .pvar / .psam without header in .bim / .fam layout: so do we."""
+    shutil.copyfile(FIX / "ex.pgen", tmp_path / "h.pgen")
+    shutil.copyfile(f"{EXAMPLE}.bim", tmp_path / "h.pvar")
+    shutil.copyfile(f"{EXAMPLE}.fam", tmp_path / "h.psam")
+    src, bed = open_pfile(tmp_path / "h"), open_plink(EXAMPLE)
+    pd.testing.assert_frame_equal(src.snps.astype(str), bed.snps.astype(str))
+    assert list(src.fid) == list(bed.fid) and list(src.iid) == list(bed.iid)
+    rows = np.arange(bed.n)
+    np.testing.assert_array_equal(src.read_counts(rows, 0, bed.m), bed.read_counts(rows, 0, bed.m))
+
+
 def test_paths_open_by_extension(bed_scan):
     """gwas() takes a PLINK 2 prefix or a VCF path directly; BGEN and BIMBAM paths say how to
     open them (they need more than a path)."""

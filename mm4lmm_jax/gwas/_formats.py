@@ -147,16 +147,23 @@ def open_pfile(prefix: str | os.PathLike) -> PgenSource:
     return PgenSource(fid, samples["IID"].to_numpy(), variants, str(pgen), _pgen_dosage(pgen))
 
 
-def _header_table(path: Path, what: str) -> pd.DataFrame:
-    """A PLINK 2 text table whose header line starts with ``#`` after any ``##`` lines."""
-    skip = 0
+def _header_table(path: Path, what: str, plink1_columns: list[str]) -> pd.DataFrame:
+    """A PLINK 2 text table whose header line starts with ``#`` after any ``##`` lines, or,
+    without a header, PLINK 1's layout (``.fam`` / ``.bim`` columns ``plink1_columns``), both
+    of which PLINK 2 accepts."""
+    skip, header = 0, True
     with open(path) as fh:
         for line in fh:
             if not line.startswith("##"):
+                header = line.startswith("#")
                 break
             skip += 1
     try:
-        df = pd.read_csv(path, sep=r"\s+", skiprows=skip, dtype=str, keep_default_na=False)
+        if header:
+            df = pd.read_csv(path, sep=r"\s+", skiprows=skip, dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False)
+            df = df.iloc[:, : len(plink1_columns)].set_axis(plink1_columns[: df.shape[1]], axis=1)
     except Exception as err:
         raise InputError(f"cannot read {what} {path}: {err}") from err
     df.columns = [str(c).lstrip("#") for c in df.columns]
@@ -164,7 +171,7 @@ def _header_table(path: Path, what: str) -> pd.DataFrame:
 
 
 def _read_psam(path: Path) -> pd.DataFrame:
-    df = _header_table(path, "PLINK 2 .psam")
+    df = _header_table(path, "PLINK 2 .psam", ["FID", "IID", "PAT", "MAT", "SEX", "PHENO1"])
     if "IID" not in df.columns:
         raise InputError(f"{path}: no IID column in the header (columns {list(df.columns)})")
     key = ["FID", "IID"] if "FID" in df.columns else ["IID"]
@@ -175,7 +182,7 @@ def _read_psam(path: Path) -> pd.DataFrame:
 
 
 def _read_pvar(path: Path) -> pd.DataFrame:
-    df = _header_table(path, "PLINK 2 .pvar")
+    df = _header_table(path, "PLINK 2 .pvar", ["CHROM", "ID", "CM", "POS", "ALT", "REF"])
     need = ["CHROM", "POS", "ID", "REF", "ALT"]
     if any(c not in df.columns for c in need):
         raise InputError(f"{path}: the header must name {need} (got {list(df.columns)})")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ._formats import open_genotypes
-from ._io import GenotypeSource
+from ._io import GenotypeSource, write_atomic
 from ._kinship import KINDS, grm
 from ._select import Selection, SelectionReport, sample_mask, select_markers
 
@@ -101,18 +101,16 @@ def write_kinship(kin: Kinship, prefix: str, fmt: str = "gemma") -> list[str]:
     written = []
     for chrom, mat in [(None, kin.matrix), *kin.loco.items()]:
         paths = kinship_paths(prefix, kin.kind, fmt, chrom)
-        _atomic(paths[0], lambda tmp, mat=mat: _write_matrix(mat, tmp, fmt))
+        write_atomic(paths[0], lambda tmp, mat=mat: _write_matrix(mat, tmp, fmt))
         if fmt == "rel-bin":
-            _atomic(paths[1], lambda tmp: _write_ids(kin, tmp))
+            write_atomic(paths[1], lambda tmp: _write_ids(kin, tmp))
         written += paths
     return written
 
 
 def _write_matrix(mat: np.ndarray, path: str, fmt: str) -> None:
     if fmt == "gemma":
-        with open(path, "w") as fh:
-            for row in mat:
-                fh.write("\t".join(repr(float(v)) for v in row) + "\n")
+        np.savetxt(path, mat, fmt="%.17g", delimiter="\t")  # 17 digits: reads back to the same doubles
     elif fmt == "npy":
         with open(path, "wb") as fh:
             np.save(fh, mat)
@@ -126,16 +124,6 @@ def _write_ids(kin: Kinship, path: str) -> None:
             fh.write("#IID\n" + "".join(f"{i}\n" for i in kin.iid))
         else:
             fh.write("#FID\tIID\n" + "".join(f"{f}\t{i}\n" for f, i in zip(kin.fid, kin.iid)))
-
-
-def _atomic(path: str, write) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 __all__ = ["FORMATS", "Kinship", "kinship_matrix", "kinship_paths", "write_kinship"]

@@ -401,6 +401,18 @@ def checked_symmetric(k: np.ndarray, label: str, tile: int = 128) -> np.ndarray:
     return k if asym == 0.0 else 0.5 * (k + k.T)
 
 
+def write_atomic(path: str, write) -> None:
+    """``write(tmp)`` to a temporary file in the folder of ``path``, then rename it to ``path``:
+    a kill or a full disk never leaves a truncated ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_tsv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``frame`` as tab-separated text with a header line: floats in their shortest
     decimal form that reads back to the same double (nothing rounded away), ``NA`` for a
@@ -453,5 +465,6 @@ __all__ = [
     "read_kinship",
     "read_table",
     "reopen",
+    "write_atomic",
     "write_tsv",
 ]

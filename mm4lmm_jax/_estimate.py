@@ -382,4 +382,72 @@ def _result(names, designs, fits, comps, method, n, problem, algorithm: str = "m
     )
 
 
-__all__ = ["choose_algorithm", "choose_structure", "mmest"]
+#: MM's stopping rule where a fit must reach the optimum (scans of two-component models):
+#: relative changes below 1e-9 (MM4LMM's rule at a thousandth of its default).
+EXACT_STOPPING = Stopping(1e-9, 1e-9, 5000)
+
+
+class PreparedModel:
+    """``mmest``'s engine prepared once for one response and its components, then used for
+    any number of blocks of marker models ``[base | extra]`` (the GWAS scans of models beyond
+    one kinship).  Every model is fitted at its optimum: by Newton's method for ``K >= 3``
+    components (:class:`NewtonFitPath`), by MM iterations at :data:`EXACT_STOPPING` for
+    ``K <= 2``.  Each block is returned as an :class:`MMEstResult`, so the inference
+    functions (``anova_test``, KR...) apply to it unchanged.
+
+    Parameters
+    ----------
+    y : (n,) response (no missing value).  base : (n, p0) shared design (full rank).
+    base_names : its (p0,) column names.  var_list, z_list : as :func:`mmest`.
+    method : ``"reml"`` or ``"ml"``.
+    """
+
+    def __init__(self, y, base: np.ndarray, base_names, var_list, z_list=None, *, method: str = "reml"):
+        self.method = normalise_method(method)
+        self.y = np.asarray(y, dtype=float)
+        n = self.y.size
+        self.comps = validate_components(var_list, z_list, n)
+        k = len(self.comps.names)
+        self.null = Design(np.asarray(base, float), list(base_names), np.arange(base.shape[1]), list(base_names[1:]))
+        n_cof = base.shape[1]
+        newton = k >= 3
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cls = choose_structure(self.comps, self.method, None, n_cof)
+            newton_cls = _newton_structure(self.comps, None, n_cof) if newton else None
+        self.structure = _prepare(cls, self.y, self.comps, newton=newton_cls is cls)
+        mm = _MMFitter(self.structure, self.method, EXACT_STOPPING)
+        if newton:
+            nst = self.structure if newton_cls is cls else _prepare(newton_cls, self.y, self.comps, newton=True)
+            self.fitter = NewtonFitPath(self.y, nst, self.method)
+        else:
+            self.fitter = mm
+        self.algorithm = "newton" if newton else "mm"
+        sigma0 = np.full(k, np.var(self.y, ddof=1) / k)
+        null_fit = _fit_null(mm, self.fitter if newton else None, self.null.matrix, np.zeros((1, n, 0)), sigma0)
+        _check_finite(null_fit, ["NullModel"])
+        self.null_result = self._result(["NullModel"], [self.null], null_fit, None)
+        self.sigma0 = np.asarray(null_fit.sigma2[0])
+
+    def _result(self, names, designs, fits, markers) -> MMEstResult:
+        problem = Problem(self.y, self.comps, self.null, markers, np.ones(self.y.size, bool), self.structure)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return _result(names, designs, fits, self.comps, self.method, self.y.size, problem, self.algorithm)
+
+    def fit(self, extra: np.ndarray, names, extra_names, chunk_size: int | None = None) -> MMEstResult:
+        """The models ``[base | extra[i]]`` for ``extra`` (m, n, p1); ``names`` (m,) name the
+        models, ``extra_names`` (p1,) the columns.  Non-converged or non-finite models are
+        flagged in ``status_array``, never raised."""
+        extra = np.asarray(extra, dtype=float)
+        p1 = extra.shape[2]
+        attr = np.arange(self.null.matrix.shape[1], self.null.matrix.shape[1] + p1)
+        markers = MarkerDesigns(
+            list(names), base=self.null, extra=extra, extra_names=list(extra_names), extra_attr=attr
+        )
+        fits = self.fitter.fit(self.null.matrix, extra, self.sigma0, chunk_size=chunk_size)
+        design = Design(np.empty((0, 0)), [*self.null.names, *extra_names], np.append(self.null.attr, attr), [])
+        return self._result(list(names), [design], fits, markers)
+
+
+__all__ = ["EXACT_STOPPING", "PreparedModel", "choose_algorithm", "choose_structure", "mmest"]

@@ -211,7 +211,8 @@ def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught, args) ->
     log.line(
         f"inputs: genotypes {genotype_path(args)} ({a['n_genotyped']} individuals, {a['n_markers']} markers), "
         "phenotypes "
-        f"{args.pheno}, covariates {args.covar or 'none'}, kinship {args.kinship or 'from the genotypes'}; "
+        f"{args.pheno}, covariates {args.covar or 'none'}, "
+        f"kinship {', '.join(args.kinship) if args.kinship else 'from the genotypes'}; "
         f"{a['n_phenotyped_not_genotyped']} phenotyped and {a['n_covariates_not_genotyped']} with covariates "
         "but not genotyped"
     )
@@ -248,25 +249,34 @@ def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught, args) ->
 
 
 def _kinship_argument(args):
-    """``--kinship FILE``, ``--loco-kinship PATTERN`` ({chr} replaced per chromosome), or None
-    (a GRM from the genotypes: ``--grm [KIND]`` / ``--loco``)."""
+    """``--kinship FILE`` (repeatable: several kinships), ``--loco-kinship PATTERN`` ({chr}
+    replaced per chromosome), None (a GRM from the genotypes: ``--grm [KIND]`` / ``--loco``), or
+    a list of kinships (None for the GRM) when several random effects are asked for."""
     from .errors import InputError
 
-    given = [
-        o for o, v in (("--kinship", args.kinship), ("--grm", args.grm), ("--loco-kinship", args.loco_kinship)) if v
-    ]
-    if len(given) > 1:
-        raise InputError(f"give one of --kinship, --grm, --loco-kinship (got {' and '.join(given)})")
+    files = list(args.kinship or [])
     if args.loco_kinship:
+        if files or args.grm:
+            given = " and ".join(o for o, v in (("--kinship", files), ("--grm", args.grm)) if v)
+            raise InputError(f"--loco-kinship gives every kinship: not with {given}")
         if "{chr}" not in args.loco_kinship:
             raise InputError(
                 f"--loco-kinship {args.loco_kinship}: the pattern must hold {{chr}}, e.g. kin.loco.{{chr}}.rel.bin"
             )
         args.loco = True
         return "pattern"
-    if args.kinship is None and not args.grm and not args.loco:
+    grm = bool(args.grm or args.loco)
+    if not files and not grm:
         raise InputError("give --kinship FILE, or --grm / --loco to compute it from the genotypes")
-    return args.kinship
+    kinships = ([None] if grm else []) + files
+    return kinships if len(kinships) > 1 else kinships[0]
+
+
+def _general(args) -> bool:
+    """Whether the options ask for the scan beyond one kinship (several random effects, G x E,
+    sets, Kenward-Roger)."""
+    n_kin = len(args.kinship or []) + (1 if (args.grm or args.loco) and not args.loco_kinship else 0)
+    return n_kin > 1 or bool(args.random) or args.gxe is not None or args.set is not None or args.test != "wald"
 
 
 def run_gwas(args, out=None, argv=None) -> int:
@@ -295,6 +305,9 @@ def run_gwas(args, out=None, argv=None) -> int:
             log.line(f"removed a previous run's checkpoint {checkpoint} (no --resume)")
         start = time.perf_counter()
         source = open_source(args, ids_file=args.pheno)
+        if _general(args):
+            _run_model_scan(args, source, kinship, (prefix, gz), log, out, start)
+            return 0
         if kinship == "pattern":
             chromosomes = source.snps["chr"].astype(str).unique()
             kinship = {c: args.loco_kinship.replace("{chr}", c) for c in chromosomes}
@@ -350,6 +363,89 @@ def run_gwas(args, out=None, argv=None) -> int:
         raise
     finally:
         log.close()
+
+
+def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: float) -> None:
+    """The scans beyond one kinship (several random effects, G x E, sets, KR): scan, write the
+    TSV (and Parquet, plots of marker scans) atomically, log and print a summary."""
+    import warnings
+
+    from . import gwas
+    from .errors import InputError
+    from .gwas._design import MAX_VIF
+
+    prefix, gz = output
+    if args.format != "tsv":
+        raise InputError(
+            f"--format {args.format} describes one-kinship additive scans; scans with several random effects, "
+            "--gxe, --set or --test kr are written as --format tsv"
+        )
+    if args.scheduler:
+        raise InputError("--scheduler is for one-kinship scans; scans beyond one kinship run on this machine")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = gwas(
+            args.pheno,
+            source,
+            kinship=kinship,
+            covariates=args.covar,
+            pheno_names=args.pheno_name or None,
+            covar_names=args.covar_name or None,
+            loco=args.loco,
+            lrt=args.lrt,
+            chunk_size=args.chunk_size,
+            max_vif=MAX_VIF if args.max_vif is None else args.max_vif,
+            progress=not args.quiet,
+            select=selection(args),
+            grm_kind=args.grm or "standardised",
+            random=args.random or (),
+            gxe=args.gxe,
+            sets=args.set,
+            test=args.test,
+        )
+    elapsed = time.perf_counter() - start
+    path = f"{prefix}.tsv" + (".gz" if gz else "")
+    from .gwas._outputs import write_table
+
+    write_atomic(path, lambda tmp: write_table(res, tmp, gz))
+    written = [path]
+    if args.parquet:
+        write_atomic(f"{prefix}.parquet", lambda tmp: res.to_parquet(tmp, index=False))
+        written.append(f"{prefix}.parquet")
+    traits = list(res.attrs["lambda_gc"])
+    if not args.no_plots and args.set is None:
+        written += _plots(res, traits, prefix, log, out)
+    a = res.attrs
+    log.line(
+        f"inputs: genotypes {genotype_path(args)} ({a['n_genotyped']} individuals, {a['n_markers']} markers), "
+        f"phenotypes {args.pheno}, covariates {args.covar or 'none'}"
+    )
+    for line in selection_lines(a["selection"]):
+        log.line(line)
+    model = a["model"]
+    log.line(
+        f"model: variance components {', '.join(a['components'])} (kinships: {', '.join(a['kinships'])}); "
+        + (f"G x E with {model['gxe']}; " if model["gxe"] else "")
+        + (f"marker sets from {args.set}; " if model["sets"] else "")
+        + f"tests: Wald{' and Kenward-Roger' if model['test'] == 'kr' else ''}{' and LRT' if args.lrt else ''}; "
+        "every model at its exact ReML optimum"
+    )
+    for trait in traits:
+        counts = ", ".join(f"{k}: {v}" for k, v in a["status_counts"][trait].items())
+        line = (
+            f"trait {trait}: {a['n_analysed'][trait]} individuals analysed, {a['n_dropped_missing'][trait]} dropped "
+            f"(missing covariate); {a['n_tests'][trait]} tests ({counts}); lambda_GC = {a['lambda_gc'][trait]:.6g}"
+        )
+        log.line(line)
+        print(f"mm4lmm gwas: {line}", file=out)
+    for w in caught:
+        log.line(f"warning: {w.category.__name__}: {w.message}")
+        if not issubclass(w.category, MissingDataWarning):
+            print(f"  warning: {w.message}", file=out)
+    log.line(f"timings: scan {elapsed:.2f} s")
+    log.line("written: " + ", ".join(written))
+    log.line(f"completed: {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print("written: " + ", ".join(written), file=out)
 
 
 def _write_tables(res: pd.DataFrame, traits: list[str], prefix: str, gz: bool, fmt: str) -> list[str]:
@@ -468,8 +564,10 @@ def _add_gwas_parser(sub) -> None:
     p.add_argument(
         "--kinship",
         metavar="FILE",
+        action="append",
         help="kinship: GEMMA's text (n x n, no header, rows in genotype-file order) or .npy (shape checked), or "
-        "PLINK 2's .rel.bin / .rel with its .rel.id (matched by ID); `mm4lmm grm` writes each",
+        "PLINK 2's .rel.bin / .rel with its .rel.id (matched by ID); `mm4lmm grm` writes each. Repeat for "
+        "several kinships (one variance component each; with --grm, the GRM is one more)",
     )
     p.add_argument(
         "--grm",
@@ -489,6 +587,32 @@ def _add_gwas_parser(sub) -> None:
         metavar="PATTERN",
         help="LOCO with given kinships: a file name holding {chr}, e.g. kin.loco.{chr}.rel.bin (as `mm4lmm grm "
         "--loco` writes them)",
+    )
+    p.add_argument(
+        "--random",
+        action="append",
+        metavar="COL",
+        help="a covariate column whose levels are iid group effects (e.g. block, environment): one more variance "
+        "component, re-estimated per marker (repeat for several)",
+    )
+    p.add_argument(
+        "--gxe",
+        metavar="COL",
+        help="gene x environment: COL a covariate column (numbers: continuous; text: a factor); the model adds COL "
+        "and marker x COL, tests the interaction (beta, stat, p_wald; df = levels - 1) and marker + interaction "
+        "jointly (*_joint); with one kinship, GEMMA -gxe's model",
+    )
+    p.add_argument(
+        "--set",
+        metavar="FILE",
+        help="marker sets: each line a set name then its marker IDs (or 'SET MARKER' pairs); one joint test per "
+        "set, its markers entering together (df = markers left after the selection)",
+    )
+    p.add_argument(
+        "--test",
+        choices=["wald", "kr"],
+        default="wald",
+        help="kr: also Kenward-Roger F tests (f_kr, ddf_kr, p_kr) per marker or set",
     )
     p.add_argument("--lrt", action="store_true", help="also fit ML models and report the likelihood-ratio test")
     p.add_argument("--chunk-size", type=int, default=2048, metavar="N", help="markers per block (default 2048)")

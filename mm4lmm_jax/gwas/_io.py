@@ -4,6 +4,7 @@ covariate tables, kinship files.  Errors name the file and say what is wrong."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -207,11 +208,15 @@ def array_source(genotypes, snp_names=None, sample_ids=None) -> GenotypeSource:
     return ArraySource(None, iid, snps, arr)  # one ID per individual: tables are matched on IID
 
 
-def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike, what: str, text: Sequence[str] = (), only: Sequence[str] | None = None
+) -> pd.DataFrame:
     """A tab- or space-separated table with a header whose first two columns are FID and IID;
     ``NA``, ``-9`` and (tab-separated) empty cells are missing.  A header holding a tab makes
     the file tab-separated (an empty cell is a missing value, not a shift of the columns),
-    else fields are separated by runs of spaces.  Returns a frame indexed by (FID, IID)."""
+    else fields are separated by runs of spaces.  Returns a frame indexed by (FID, IID): the
+    columns named in ``text`` as read (levels of a factor), the others as numbers; with ``only``,
+    just those of its columns the file has (the others are neither checked nor kept)."""
     p = need_file(path, what)
     sep = _check_fields(p, what)
     try:
@@ -230,10 +235,12 @@ def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
         dup = df.loc[df.duplicated(["FID", "IID"]), "IID"].iloc[0]
         raise InputError(f"{what} file {p}: individual {dup!r} appears twice")
     df = df.set_index(["FID", "IID"])
-    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if only is not None:
+        df = df[[c for c in df.columns if c in set(only)]]
+    bad = [c for c in df.columns if c not in text and not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise InputError(f"{what} file {p}: column(s) {bad} are not numeric")
-    return df.astype(float)
+    return df.astype({c: float for c in df.columns if c not in text})
 
 
 def _check_fields(path: Path, what: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..core._profile_scan import DELTA_BOUNDS, ScanData, ScanOutput, null_fit
-from ..errors import InputWarning, KinshipWarning, MissingDataWarning
+from ..errors import MissingDataWarning
 from ._block import (
     REFIT_BLOCK,
     STATUS,
@@ -35,19 +35,25 @@ from ._block import (
     start_block,
 )
 from ._design import MAX_VIF, Design, Traits, covariate_design, standardised_traits
-from ._formats import open_genotypes
+from ._inputs import (
+    align_table,
+    check_genotype_array,
+    checked_spectrum,
+    genotype_source,
+    kinship_groups,
+    open_kinships,
+    progress_bar,
+)
 from ._io import (
     SNP_COLUMNS,
     ArraySource,
     GenotypeSource,
     InputError,
     KinshipRead,
-    array_source,
-    checked_symmetric,
-    read_table,
     reopen,
 )
-from ._kinship import KINDS, contiguous_runs, grm
+from ._kinship import KINDS, contiguous_runs
+from ._models import ModelOptions, model_scan, read_sets
 from ._programs import code_digest, compiled
 from ._select import Selection, SelectionReport, sample_mask, select_markers, selection_files
 
@@ -85,180 +91,6 @@ class ScanOptions:
     tol: float = 1e-4
     max_iter: int = 30
     rotation_dtype: str = "float32"
-
-
-def _genotype_source(genotypes, sample_ids) -> GenotypeSource:
-    if isinstance(genotypes, GenotypeSource):
-        return genotypes
-    if isinstance(genotypes, (str, os.PathLike)):
-        return open_genotypes(genotypes)
-    return array_source(genotypes, sample_ids=sample_ids)
-
-
-def _align(table, source: GenotypeSource, what: str, names: Sequence[str] | None) -> tuple[pd.DataFrame, int]:
-    """A table of ``what`` as a frame with one row per genotyped individual (source order,
-    NaN where absent), its columns restricted to ``names``; and how many of its individuals
-    are not among the genotyped."""
-    n = source.n
-    iid = source.iid.astype(str)
-    key_source = pd.MultiIndex.from_arrays([iid if source.fid is None else source.fid.astype(str), iid])
-    if isinstance(table, (str, os.PathLike)):
-        frame = read_table(table, what)
-        label = f"{what} file {table}"
-    elif isinstance(table, pd.DataFrame) and {"FID", "IID"} <= set(table.columns):
-        frame = table.assign(FID=table["FID"].astype(str), IID=table["IID"].astype(str)).set_index(["FID", "IID"])
-        label = what
-    else:
-        frame = None
-    if frame is not None and source.fid is None:  # the genotypes carry IIDs only: match on them
-        ids = frame.index.get_level_values(1)
-        if ids.duplicated().any():
-            raise InputError(
-                f"{label}: IID {ids[ids.duplicated()][0]!r} appears twice; the genotype file names individuals by "
-                "IID only, so IIDs must be unique"
-            )
-        frame = frame.set_axis(pd.MultiIndex.from_arrays([ids, ids]))
-        key_source = pd.MultiIndex.from_arrays([iid, iid])
-    if frame is None and isinstance(table, (pd.DataFrame, pd.Series)) and not isinstance(table.index, pd.RangeIndex):
-        frame = table.to_frame() if isinstance(table, pd.Series) else table
-        ids = frame.index.astype(str)
-        if not ids.isin(source.iid.astype(str)).any():
-            raise InputError(f"no individual of the {what} table matches the genotype IDs (index holds IIDs)")
-        frame = frame.set_axis(pd.MultiIndex.from_arrays([ids, ids]))
-        key_source = pd.MultiIndex.from_arrays([source.iid.astype(str), source.iid.astype(str)])
-        label = what
-    elif frame is None:
-        arr = table.to_numpy(dtype=float) if isinstance(table, (pd.DataFrame, pd.Series)) else np.asarray(table, float)
-        arr = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
-        if arr.shape[0] != n:
-            raise InputError(f"{what}: {arr.shape[0]} rows for {n} genotyped individuals")
-        cols = list(table.columns) if isinstance(table, pd.DataFrame) else None
-        if isinstance(table, pd.Series):
-            cols = [table.name if table.name is not None else what]
-        cols = cols or ([what] if arr.shape[1] == 1 else [f"{what}{j + 1}" for j in range(arr.shape[1])])
-        return pd.DataFrame(arr, columns=[str(c) for c in cols]), 0
-    if names:
-        missing = [c for c in names if c not in frame.columns]
-        if missing:
-            raise InputError(f"{label}: no column(s) {missing}; columns are {list(frame.columns)}")
-        frame = frame[list(names)]
-    numeric = frame.apply(pd.to_numeric, errors="coerce")
-    bad = [c for c in frame.columns if (numeric[c].isna() & frame[c].notna()).any()]
-    if bad:
-        raise InputError(f"{label}: column(s) {bad} hold non-numeric values (code factors as numbers)")
-    frame = numeric
-    overlap = frame.index.isin(key_source)
-    if not overlap.any():
-        hint = ""
-        if source.fid is None:
-            hint = (
-                f" (the genotype file names individuals by one ID, e.g. {iid[0]!r}, matched with the IID column; "
-                "for names FID_IID give id_delim='_' / --id-delim _)"
-            )
-        raise InputError(f"{label}: no individual matches the genotype file's FID/IID{hint}")
-    aligned = frame[~frame.index.duplicated()].reindex(key_source)
-    return aligned.reset_index(drop=True), int((~overlap).sum())
-
-
-def _given_kinship(kinship, source: GenotypeSource, rows: np.ndarray, label: str):
-    """``kinship(dtype)`` -> the (n_analysed, n_analysed) submatrix of a kinship given as a
-    :class:`KinshipRead` or an (n, n) array in genotype order."""
-    if isinstance(kinship, KinshipRead):
-        given = kinship.result  # waits for the file's parse
-    else:
-        k = np.asarray(kinship, dtype=float)
-        if k.shape != (source.n, source.n):
-            raise InputError(f"{label}: shape {k.shape}, expected ({source.n}, {source.n}) (genotype order)")
-        k = checked_symmetric(k, label)
-
-        def given():
-            return k
-
-    every = rows.size == source.n
-
-    def analysed(dtype):  # a new array: the eigendecomposition may overwrite it
-        k = given()
-        missing = rows[kinship.absent[rows]] if isinstance(kinship, KinshipRead) else np.empty(0, int)
-        if missing.size:
-            raise InputError(
-                f"{label}: {missing.size} analysed individual(s) are not in it, e.g. {source.iid[missing[0]]!r} "
-                "(restrict the analysis with --keep/--remove, or give a kinship of every analysed individual)"
-            )
-        return np.array(k, dtype=dtype) if every else k.astype(dtype, copy=False)[np.ix_(rows, rows)]
-
-    return analysed
-
-
-def _kinship_groups(
-    kinship, source: GenotypeSource, rows: np.ndarray, loco: bool, block: int, progress: bool, kind: str
-):
-    """``[(label, marker indices, kinship(dtype), description)]``: one kinship for all markers,
-    or one per chromosome (LOCO: built from the other chromosomes' markers, or given as a
-    mapping chromosome -> kinship); ``kinship(dtype)`` returns a new (n_analysed,
-    n_analysed) array."""
-    m = source.m
-    chrom = source.snps["chr"].astype(str).to_numpy()
-    if isinstance(kinship, dict):
-        groups = []
-        for c in pd.unique(chrom):
-            if c not in kinship:
-                raise InputError(f"LOCO kinships: none given for chromosome {c} (given: {sorted(kinship)})")
-            what = kinship[c]
-            if isinstance(what, (str, os.PathLike)):  # opened when needed: one file parsed at a time
-
-                def fn(dtype, path=what):
-                    reader = KinshipRead(path, source.n, ids=(source.fid, source.iid))
-                    try:
-                        return _given_kinship(reader, source, rows, f"kinship file {path}")(dtype)
-                    finally:
-                        reader.close()
-
-            else:
-                fn = _given_kinship(what, source, rows, f"kinship for chromosome {c}")
-            groups.append((c, np.flatnonzero(chrom == c), fn, f"given without chromosome {c}"))
-        return groups
-    if kinship is not None:
-        label = f"kinship file {kinship.path}" if isinstance(kinship, KinshipRead) else "kinship"
-        return [("all", np.arange(m), _given_kinship(kinship, source, rows, label), "given")]
-    bar = _bar(m if not loco else 2 * m, progress, "kinship (GRM)")
-    update = bar.update if bar is not None else None
-    total = grm(source, rows, np.arange(m), block, update, kind)
-    if not loco:
-        if bar is not None:
-            bar.close()
-        description = f"{kind} GRM of all (selected) markers"
-        return [("all", np.arange(m), lambda dtype: total.matrix().astype(dtype, copy=False), description)]
-    groups = []
-    for c in pd.unique(chrom):
-        idx = np.flatnonzero(chrom == c)
-
-        def loco_matrix(dtype, idx=idx):
-            part = grm(source, rows, idx, block, update, kind)
-            return total.minus(part).matrix().astype(dtype, copy=False)
-
-        groups.append((c, idx, loco_matrix, f"{kind} GRM without chromosome {c}"))
-    return groups
-
-
-def _open_kinships(kinship, source: GenotypeSource):
-    """Files among ``kinship`` (a path, a mapping chromosome -> path or array, an array, None)
-    opened for reading (their parse starts now); and the list of readers to close."""
-
-    def one(k):
-        return KinshipRead(k, source.n, ids=(source.fid, source.iid)) if isinstance(k, (str, os.PathLike)) else k
-
-    if isinstance(kinship, dict):  # LOCO files are read one at a time, when their chromosome comes
-        return {str(c): k for c, k in kinship.items()}, []
-    opened = one(kinship)
-    return opened, [opened] if isinstance(opened, KinshipRead) else []
-
-
-def _bar(total: int, progress: bool, desc: str):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="marker", desc=desc, unit_scale=True)
 
 
 class _Programs:
@@ -368,40 +200,6 @@ def eigh(k: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     else:
         d, u = (np.asarray(a) for a in jax.jit(jnp.linalg.eigh)(jnp.asarray(k, dtype=dtype)))
     return d.astype(np.float64), u
-
-
-#: A kinship with an eigenvalue below ``-KINSHIP_NEGATIVE_TOL`` times its largest absolute
-#: eigenvalue is not a covariance: an error.  Negative eigenvalues above it (rounding, or a
-#: kinship estimated pairwise) are set to 0 with a warning that counts them (GEMMA warns too).
-KINSHIP_NEGATIVE_TOL = 1e-3
-
-
-def checked_spectrum(d: np.ndarray, label: str, dtype: str) -> tuple[np.ndarray, dict]:
-    """Eigenvalues ``d`` of a kinship clipped at 0, after the checks above; and a summary
-    (counts of eigenvalues clipped and near zero) for the log."""
-    top = float(np.max(np.abs(d))) if d.size else 0.0
-    if not np.isfinite(top):
-        raise InputError(f"{label}: non-finite eigenvalues (is the matrix finite?)")
-    if top == 0.0:
-        raise InputError(f"{label}: the matrix is all zero, so it describes no genetic covariance")
-    low = float(np.min(d))
-    if low < -KINSHIP_NEGATIVE_TOL * top:
-        count = int(np.sum(d < -KINSHIP_NEGATIVE_TOL * top))
-        raise InputError(
-            f"{label}: not positive semi-definite: {count} eigenvalue(s) below -{KINSHIP_NEGATIVE_TOL:g} x the "
-            f"largest (smallest {low:.4g}, largest {float(np.max(d)):.4g}); a kinship must be a covariance matrix "
-            "(is it negated, or a distance?)"
-        )
-    rounding = 4.0 * math.sqrt(d.size) * float(np.finfo(np.dtype(dtype)).eps) * top
-    negative = int(np.sum(d < -rounding))
-    near_zero = int(np.sum(np.abs(d) <= 1e-6 * top))
-    if negative:
-        warnings.warn(
-            f"{label}: {negative} negative eigenvalue(s) (smallest {low:.3g}, largest {top:.3g}) set to 0",
-            KinshipWarning,
-            stacklevel=3,
-        )
-    return np.clip(d, 0.0, None), {"negative_clipped": negative, "near_zero": near_zero, "largest": top}
 
 
 def _constants(d: np.ndarray, u: np.ndarray, x: np.ndarray, y: np.ndarray, opts: ScanOptions, nulls_compiled: dict):
@@ -676,30 +474,6 @@ def _patterns(pheno: pd.DataFrame, covar: pd.DataFrame | None, ids: np.ndarray, 
     return out
 
 
-def _check_genotype_array(source: GenotypeSource) -> None:
-    """Genotypes given as an array: allele counts or dosages, NaN for missing."""
-    if not isinstance(source, ArraySource) or source.array.size == 0:
-        return
-    arr = source.array
-    inf = np.isinf(arr)
-    if inf.any():
-        i, j = np.argwhere(inf)[0]
-        raise InputError(
-            f"genotypes: non-finite value {arr[i, j]} for individual {source.iid[i]!r}, marker "
-            f"{source.snps['snp'].iloc[j]!r} (use NaN for a missing genotype)"
-        )
-    if np.isnan(arr).all():
-        return
-    low, high = np.nanmin(arr), np.nanmax(arr)
-    if low < 0.0 or high > 2.0:
-        warnings.warn(
-            f"genotypes range over [{low:.4g}, {high:.4g}], not allele counts in [0, 2]: the tests are valid "
-            "(they do not depend on a marker's scale) but the allele frequency column af is meaningless",
-            InputWarning,
-            stacklevel=3,
-        )
-
-
 def gwas(
     phenotypes,
     genotypes,
@@ -723,6 +497,10 @@ def gwas(
     checkpoint: str | os.PathLike | None = None,
     select: Selection | None = None,
     grm_kind: str = "standardised",
+    random: Sequence[str] = (),
+    gxe: str | None = None,
+    sets=None,
+    test: str = "wald",
 ) -> pd.DataFrame:
     """Exact mixed-model marker scan: for every marker (and trait), the ReML fit of
     ``y = C a + g b + u + e``, ``u ~ N(0, sigma2_g K)``, ``e ~ N(0, sigma2_e I)``, and the
@@ -773,6 +551,17 @@ def gwas(
     checkpoint : a folder where every completed block is saved; a scan of the same inputs
         and options given the same folder takes the blocks found there (a killed run goes on
         where it stopped, with the results of an uninterrupted run).  Not with ``client``.
+    random, gxe, sets, test : models beyond one kinship (each marker or set model fitted at its
+        exact optimum by ``mmest``'s engine, variance components re-estimated per model; see
+        :mod:`mm4lmm_jax.gwas._models`).  ``kinship`` may then be a list of kinships (None for
+        the GRM of the genotypes, the one left out per chromosome with ``loco``); ``random``
+        names covariate columns whose levels are iid group effects (variance components);
+        ``gxe`` a covariate column E (numeric: continuous; text: a factor): the model adds E and
+        marker x E, ``beta``/``stat``/``p_wald`` test the interaction (df = levels - 1) and
+        ``*_joint`` the marker and interaction together; ``sets`` a file (set name then marker
+        IDs per line) or a mapping name -> marker IDs: one joint test per set (df = its
+        markers); ``test="kr"`` adds Kenward-Roger ``f_kr``, ``ddf_kr``, ``p_kr``.  One
+        ``sigma2_<name>`` column per component.  Not with ``client`` or ``checkpoint``.
 
     Returns
     -------
@@ -787,6 +576,31 @@ def gwas(
     kinship, null models, and the genomic inflation ``lambda_gc`` per trait (``ok`` rows only;
     their count in ``lambda_gc_n``).
     """
+    kinships = tuple(kinship) if isinstance(kinship, (list, tuple)) else (kinship,)
+    if isinstance(sets, (str, os.PathLike)):
+        sets = read_sets(sets)
+    model = ModelOptions(kinships, tuple(random), gxe, sets, test, lrt)
+    if model.general():
+        if client is not None or checkpoint is not None:
+            raise InputError("scans with several random effects, G x E, sets or KR run locally without checkpoint")
+        if isinstance(kinship, dict):
+            raise InputError("LOCO with given per-chromosome kinships is for the one-kinship scan")
+        return model_scan(
+            phenotypes,
+            genotypes,
+            covariates,
+            model,
+            pheno_names=pheno_names,
+            covar_names=covar_names,
+            loco=loco,
+            chunk_size=min(chunk_size, 1024),
+            select=select,
+            grm_kind=grm_kind,
+            sample_ids=sample_ids,
+            progress=progress,
+            max_vif=max_vif,
+        )
+    kinship = kinships[0]
     plan = prepare_scan(
         phenotypes,
         genotypes,
@@ -894,13 +708,13 @@ def prepare_scan(
     opts = _options(lrt, grid_size, tol, max_iter, rotation_dtype)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    source = _genotype_source(genotypes, sample_ids)
-    _check_genotype_array(source)
+    source = genotype_source(genotypes, sample_ids)
+    check_genotype_array(source)
     report = SelectionReport()
     kept = sample_mask(source, select, report)
-    pheno, pheno_extra = _align(phenotypes, source, "phenotype", pheno_names)
+    pheno, pheno_extra = align_table(phenotypes, source, "phenotype", pheno_names)
     pheno = pheno.where(pd.Series(kept, index=pheno.index), axis=0)  # individuals not kept: as if unphenotyped
-    covar, covar_extra = (None, 0) if covariates is None else _align(covariates, source, "covariate", covar_names)
+    covar, covar_extra = (None, 0) if covariates is None else align_table(covariates, source, "covariate", covar_names)
     if kinship is not None and loco and not isinstance(kinship, dict):
         raise InputError(
             "loco=True builds one kinship per chromosome from the genotypes (kinship=None), or takes one per "
@@ -934,7 +748,7 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
     kinship = plan.kinship
     rotate = not rotate_on_host()
     programs: dict = {}
-    reading, readers = _open_kinships(kinship, source)
+    reading, readers = open_kinships(kinship, source)
     # from here on the kinship file's text is parsed by worker processes
     bar = None
     parts: list[tuple[np.ndarray, dict, list[str], int]] = []
@@ -952,7 +766,7 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
                 programs[key] = _Programs(opts, block_size, pat.n, c, len(pat.traits), executor.n_devices, rotate)
         descriptions = None
         for pat in patterns:
-            groups = _kinship_groups(reading, source, pat.rows, plan.loco, block_size, progress, plan.grm_kind)
+            groups = kinship_groups(reading, source, pat.rows, plan.loco, block_size, progress, plan.grm_kind)
             descriptions = descriptions or [g[3] for g in groups]
             units = pat.units()
             for label, idx, kin_fn, _ in groups:
@@ -965,7 +779,7 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
                 d, spectrum = checked_spectrum(d, name, opts.rotation_dtype)
                 spectra[(tuple(pat.traits), label)] = spectrum
                 if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)
-                    bar = _bar(source.m * len(patterns), progress, "gwas")
+                    bar = progress_bar(source.m * len(patterns), progress, "gwas")
                 block_compiled, nulls_compiled = programs[(pat.n, len(pat.traits))].get()
                 const, u, nulls, c_rot, y_rot = _constants(d, u, pat.design.x, pat.y.y, opts, nulls_compiled)
                 _null_report(nulls_meta, label, pat, nulls, d, c_rot, y_rot)

@@ -412,8 +412,9 @@ def _list_designs(x, spec: CofactorSpec, n: int) -> MarkerDesigns:
             cols = None
         if arr.ndim != 2 or arr.shape[0] != n:
             raise ValueError(f"x[{name!r}] has shape {arr.shape}; expected ({n}, k)")
-        if cols is None:
-            cols = first_cols or [f"X{j + 1}" for j in range(arr.shape[1])]
+        if cols is None:  # unnamed: the first element's names where the widths agree
+            same = first_cols is not None and len(first_cols) == arr.shape[1]
+            cols = first_cols if same else [f"X{j + 1}" for j in range(arr.shape[1])]
         first_cols = first_cols or cols
         if arr.dtype.kind in "fiub" and not np.isfinite(arr.astype(float)).all():
             raise ValueError(f"x[{name!r}] has NaN or infinite values")

@@ -13,7 +13,8 @@ from .core._fit import FitOutput
 from .core._iterate import Status, Stopping
 from .core._likelihood import LOG_2PI
 from .core._newton_path import NewtonFitPath
-from .core._structures import Structure, choose, choose_newton
+from .core._rotated_scan import RotatedFits, rotated_fits
+from .core._structures import Structure, TwoComponent, choose, choose_newton
 from .errors import ConvergenceWarning, NumericalError
 from .model._data import (
     Components,
@@ -402,6 +403,9 @@ class PreparedModel:
     method : ``"reml"`` or ``"ml"``.
     """
 
+    #: models per compiled call of the two-component engine (padded: one shape per scan)
+    ROTATED_CHUNK = 128
+
     def __init__(self, y, base: np.ndarray, base_names, var_list, z_list=None, *, method: str = "reml"):
         self.method = normalise_method(method)
         self.y = np.asarray(y, dtype=float)
@@ -416,6 +420,15 @@ class PreparedModel:
             cls = choose_structure(self.comps, self.method, None, n_cof)
             newton_cls = _newton_structure(self.comps, None, n_cof) if newton else None
         self.structure = _prepare(cls, self.y, self.comps, newton=newton_cls is cls)
+        self.rotated = isinstance(self.structure, TwoComponent)
+        if self.rotated:  # one kinship and the error: exact profiled fits on the rotated data
+            self.algorithm = "newton"
+            self._c_rot = np.asarray(self.structure.transform(self.null.matrix))
+            null_fit = self._rotated(np.zeros((1, n, 0)))
+            _check_finite(null_fit, ["NullModel"])
+            self.null_result = self._result(["NullModel"], [self.null], null_fit, None)
+            self.sigma0 = np.asarray(null_fit.sigma2[0])
+            return
         mm = _MMFitter(self.structure, self.method, EXACT_STOPPING)
         if newton:
             nst = self.structure if newton_cls is cls else _prepare(newton_cls, self.y, self.comps, newton=True)
@@ -445,9 +458,33 @@ class PreparedModel:
         markers = MarkerDesigns(
             list(names), base=self.null, extra=extra, extra_names=list(extra_names), extra_attr=attr
         )
-        fits = self.fitter.fit(self.null.matrix, extra, self.sigma0, chunk_size=chunk_size)
+        if self.rotated:
+            fits = self._rotated(extra)
+        else:
+            fits = self.fitter.fit(self.null.matrix, extra, self.sigma0, chunk_size=chunk_size)
         design = Design(np.empty((0, 0)), [*self.null.names, *extra_names], np.append(self.null.attr, attr), [])
         return self._result(list(names), [design], fits, markers)
+
+    def _rotated(self, extra: np.ndarray) -> FitOutput:
+        """Exact fits of ``[base | extra[i]]`` by :func:`rotated_fits`, in padded chunks."""
+        st = self.structure
+        m = extra.shape[0]
+        size = min(self.ROTATED_CHUNK, max(1, 1 << max(m - 1, 0).bit_length()))
+        d = np.clip(np.asarray(st.d), 0.0, None)
+        n, p1 = extra.shape[1], extra.shape[2]
+        # one GEMM rotates every column of the block: T (n, n) @ (n, m p1)
+        flat = np.ascontiguousarray(np.moveaxis(extra, 1, 0)).reshape(n, m * p1)
+        rotated = np.moveaxis((np.asarray(st.t) @ flat).reshape(n, m, p1), 0, 1)
+        parts = []
+        for start in range(0, m, size):
+            x_rot = rotated[start : start + size]
+            if x_rot.shape[0] < size:
+                x_rot = np.concatenate([x_rot, np.repeat(x_rot[-1:], size - x_rot.shape[0], axis=0)])
+            out = rotated_fits(d, self._c_rot, x_rot, np.asarray(st.y_rot), method=self.method)
+            parts.append([np.asarray(a)[: min(size, m - start)] for a in out])
+        fits = RotatedFits(*(np.concatenate(a) for a in zip(*parts)))
+        loglik = fits.loglik - 0.5 * float(st.logdet_k2)
+        return FitOutput(fits.sigma2, fits.beta, fits.var_beta, loglik, fits.n_iter, fits.status)
 
 
 __all__ = ["EXACT_STOPPING", "PreparedModel", "choose_algorithm", "choose_structure", "mmest"]

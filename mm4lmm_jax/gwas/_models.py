@@ -143,10 +143,13 @@ def _environment(values: pd.Series, name: str) -> tuple[np.ndarray, list[str], t
 def _collinear(extra: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """(m,) whether a model's columns ``extra`` (m, n, p1) are (nearly) collinear with the
     orthonormal ``basis`` (n, c) and each other."""
-    centred = extra - extra.mean(axis=1, keepdims=True)
-    resid = extra - basis @ np.einsum("nc,mnp->mcp", basis, extra)
-    gram = np.einsum("mnp,mnq->mpq", resid, resid)
-    norm = np.einsum("mnp,mnp->mp", centred, centred)
+    m, n, p1 = extra.shape
+    flat = np.ascontiguousarray(np.moveaxis(extra, 1, 0)).reshape(n, m * p1)
+    resid = flat - basis @ (basis.T @ flat)  # (n, m p1): one GEMM each way
+    centred = flat - flat.mean(axis=0)
+    resid = np.moveaxis(resid.reshape(n, m, p1), 0, 1)
+    gram = np.matmul(np.swapaxes(resid, 1, 2), resid)  # (m, p1, p1)
+    norm = np.sum(centred * centred, axis=0).reshape(m, p1)
     scale = np.sqrt(np.maximum(norm, 1e-300))
     corr = gram / scale[:, :, None] / scale[:, None, :]
     low = np.linalg.eigvalsh(corr)[:, 0]

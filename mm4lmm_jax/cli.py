@@ -307,6 +307,8 @@ def run_gwas(args, out=None, argv=None) -> int:
         source = open_source(args, ids_file=args.pheno)
         if _general(args):
             _run_model_scan(args, source, kinship, (prefix, gz), log, out, start)
+            if os.path.isdir(checkpoint):
+                shutil.rmtree(checkpoint, ignore_errors=True)
             return 0
         if kinship == "pattern":
             chromosomes = source.snps["chr"].astype(str).unique()
@@ -402,6 +404,7 @@ def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: floa
             gxe=args.gxe,
             sets=args.set,
             test=args.test,
+            checkpoint=f"{prefix}.checkpoint",
         )
     elapsed = time.perf_counter() - start
     path = f"{prefix}.tsv" + (".gz" if gz else "")
@@ -442,6 +445,8 @@ def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: floa
         log.line(f"warning: {w.category.__name__}: {w.message}")
         if not issubclass(w.category, MissingDataWarning):
             print(f"  warning: {w.message}", file=out)
+    if a.get("n_blocks_resumed"):
+        log.line(f"resumed: {a['n_blocks_resumed']} block(s) taken from the checkpoint")
     log.line(f"timings: scan {elapsed:.2f} s")
     log.line("written: " + ", ".join(written))
     log.line(f"completed: {time.strftime('%Y-%m-%d %H:%M:%S')}")

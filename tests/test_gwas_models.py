@@ -279,6 +279,9 @@ def test_monomorphic_missing_and_bad_options(data):
         gwas(ph, geno, kinship=ka, covariates=cv, random=["nosuch"], progress=False)
     with pytest.raises(InputError, match="one level"):
         gwas(ph, geno, kinship=ka, covariates=cv.assign(block="x"), random=["block"], progress=False)
+    coded = cv.assign(e3=np.arange(rows.size) % 3 + 1)
+    with pytest.warns(mj.errors.InputWarning, match="treated as continuous"):
+        gwas(ph, geno.iloc[:, :1], kinship=ka, covariates=coded, covar_names=["c", "e3"], gxe="e3", progress=False)
     with pytest.raises(InputError, match="locally"):
         gwas(ph, geno, kinship=ka, covariates=cv, gxe="c", client=object(), progress=False)
 
@@ -299,3 +302,44 @@ def test_cli_two_kinships_random_and_kr(data, tmp_path, capsys):
     assert "variance components ka, kb, block, error" in log and "Kenward-Roger" in log
     assert main([*base, "--gxe", "env", "--format", "gemma", "--out", str(tmp_path / "g")]) == 2
     assert "--format gemma" in capsys.readouterr().err
+
+
+def test_killed_model_scan_resumes_from_its_checkpoint(data, tmp_path):
+    """A G x E scan with a checkpoint: its blocks are saved; a second run of the same inputs
+    (one block lost, as if killed while it ran) takes the others from the folder and gives
+    the same table; other inputs in the same folder are an error."""
+    kw = dict(kinship=data["root"] / "ka.npy", covar_names=["c", "env"], gxe="env", chunk_size=16)
+    first = _scan(data, checkpoint=tmp_path / "ck", **kw)
+    blocks = sorted((tmp_path / "ck").glob("*.npz"))
+    assert len(blocks) == 3
+    blocks[1].unlink()
+    again = _scan(data, checkpoint=tmp_path / "ck", **kw)
+    assert again.attrs["n_blocks_resumed"] == 2
+    pd.testing.assert_frame_equal(first, again)
+    with pytest.raises(InputError, match="other inputs"):
+        _scan(data, checkpoint=tmp_path / "ck", **{**kw, "gxe": "c", "covar_names": ["c", "env"]})
+
+
+def test_hybrid_kinships_given_as_n_by_n_equal_mmest_with_incidences(data):
+    """Hybrids: two parental kinships of 12 lines each, given as n x n ``Z K Z'`` (rank 12):
+    factored back to incidences (the mixed-model equations), sigma2 and p to 1e-6 of ``mmest``
+    with ``z_list`` and the parents' kinships."""
+    rng = np.random.default_rng(11)
+    rows, y, cov, g, _, _ = _reference(data, random=())
+    n = rows.size
+    kp = []
+    for _ in range(2):
+        w = rng.normal(size=(12, 40))
+        kp.append(w @ w.T / 40 + 1e-3 * np.eye(12))
+    zs = [np.eye(12)[rng.integers(0, 12, n)] for _ in range(2)]
+    full = [z @ k @ z.T for z, k in zip(zs, kp)]
+    y = y + zs[0] @ rng.normal(size=12) + zs[1] @ rng.normal(size=12)
+    ids = data["cov"].IID.astype(str).to_numpy()[rows]
+    geno = pd.DataFrame(g[:, :10], index=ids, columns=[f"m{j}" for j in range(10)])
+    res = gwas(pd.DataFrame({"y": y}, index=ids), geno, kinship=full,
+               covariates=pd.DataFrame({"c": cov["c"].to_numpy()}, index=ids), progress=False)  # fmt: skip
+    ref = mj.mmest(y, cofactor=cov[["c"]], x=g[:, :10], var_list={"F": kp[0], "D": kp[1], "E": np.eye(n)},
+                   z_list={"F": zs[0], "D": zs[1], "E": None}, algorithm="newton", verbose=False)  # fmt: skip
+    assert (res.status == "ok").all()
+    np.testing.assert_allclose(res[["sigma2_K1", "sigma2_K2", "sigma2_error"]], ref.sigma2_array, rtol=1e-6)
+    assert np.max(np.abs(np.log10(res.p_chi2) - np.log10(_p_term(ref, "Xeffect")))) < 1e-6

@@ -148,8 +148,10 @@ def _fit_block(g_rot, const: Constants, *, lrt: bool, grid_size: int, tol: float
 
 
 def _rotate_and_fit(g, u, const: Constants, **options) -> BlockFit:
-    """Rotate a block ``g`` (b, n) by the eigenvectors ``u`` (n, n), then :func:`_fit_block`."""
-    return _fit_block(g @ u, const, **options)
+    """Rotate a block ``g`` (b, n) by the eigenvectors ``u`` (n, n), then :func:`_fit_block`.
+    The product is asked for full single precision: on GPUs XLA's default for float32 may be
+    TF32 (10-bit mantissa), far from the float32 accuracy the p-values are promised at."""
+    return _fit_block(jnp.matmul(g, u, precision=jax.lax.Precision.HIGHEST), const, **options)
 
 
 @lru_cache(maxsize=16)

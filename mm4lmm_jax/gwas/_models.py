@@ -23,7 +23,7 @@ import pandas as pd
 
 from .._estimate import PreparedModel
 from ..core._iterate import Status
-from ..errors import InputError, MissingDataWarning
+from ..errors import InputError, InputWarning, MissingDataWarning
 from ..inference import anova_test
 from ._design import MAX_VIF, covariate_design, standardised_traits
 from ._io import SNP_COLUMNS, GenotypeSource, KinshipRead, need_file
@@ -132,6 +132,14 @@ def _environment(values: pd.Series, name: str) -> tuple[np.ndarray, list[str], t
         sd = v.std()
         if not sd > 1e-12 * max(abs(v.mean()), 1e-300):
             raise InputError(f"G x E: environment {name!r} is constant over the analysed individuals")
+        levels = np.unique(v)
+        if levels.size <= 5 and np.all(levels == np.round(levels)):
+            warnings.warn(
+                f"G x E: environment {name!r} holds {levels.size} distinct whole numbers {levels.tolist()} and is "
+                "treated as continuous (1 df); code its levels as text (e.g. E1, E2) to test it as a factor",
+                InputWarning,
+                stacklevel=4,
+            )
         return ((v - v.mean()) / sd)[:, None], [name], (float(v.mean()), float(sd))
     codes, levels = _factor_codes(values, name)
     if len(levels) < 2:
@@ -272,6 +280,25 @@ def _masked(out: dict[str, np.ndarray], status: np.ndarray) -> dict[str, np.ndar
     return out
 
 
+#: Eigenvalues below this share of the largest are zero: a kinship of rank r <= n / 2 by this
+#: rule is factored as ``Z Z'`` (Z = its r eigenvectors scaled), exact to this relative level.
+LOW_RANK_TOL = 1e-10
+
+
+def _factored(kin: np.ndarray, label: str, factor: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(covariance, incidence)`` of a kinship for ``mmest``'s components: ``(K, None)``, or
+    for a low-rank kinship (and ``factor``) ``(I_r, Z)`` with ``Z Z' = K``.  Its spectrum is
+    checked (not positive semi-definite: an error naming it)."""
+    from ._inputs import checked_spectrum
+
+    d, vec = np.linalg.eigh(kin)
+    d, _ = checked_spectrum(d, label, "float64")
+    rank = int(np.sum(d > LOW_RANK_TOL * d.max()))
+    if not factor or rank > kin.shape[0] // 2:
+        return kin, None
+    return np.eye(rank), vec[:, -rank:] * np.sqrt(d[-rank:])
+
+
 def _groups(pheno: pd.DataFrame, observed: np.ndarray) -> list[_Group]:
     """Traits grouped by the individuals they are analysed on (trait and every covariate and
     factor column observed)."""
@@ -323,13 +350,14 @@ def model_scan(
     sample_ids=None,
     progress: bool = True,
     max_vif: float = MAX_VIF,
+    store=None,
 ) -> pd.DataFrame:
     """The scan of :func:`~mm4lmm_jax.gwas.gwas` for models beyond one kinship (see
-    :class:`ModelOptions`); arguments as there."""
+    :class:`ModelOptions`); arguments as there, ``store`` a :class:`~._checkpoint.Checkpoint`
+    (marker blocks already in it are taken from it, every block done is saved)."""
     from ._inputs import (
         align_table,
         check_genotype_array,
-        checked_spectrum,
         genotype_source,
         kinship_groups,
     )
@@ -399,7 +427,10 @@ def model_scan(
             traits = standardised_traits(pheno[grp.traits].to_numpy(float)[rows], grp.traits, ids[rows], design)
             zs: dict = {}
             comps: dict = {}
-            fixed_kin = {}
+            fixed_kin: dict = {}
+            # low-rank kinships (hybrids' Z K Z') as incidence factors: with three or more
+            # components the mixed-model equations (Henderson) then replace n x n algebra
+            factor = len(names) + len(opts.random) >= 2
             loco_groups = [("all", np.arange(source.m), None)]
             for name, k in zip(names, readers):
                 label = f"kinship file {k.path}" if isinstance(k, KinshipRead) else f"kinship {name}"
@@ -408,8 +439,7 @@ def model_scan(
                     loco_groups = [(lab, idx, fn) for lab, idx, fn, _ in found]
                     loco_name = name
                 else:
-                    fixed_kin[name] = found[0][2]("float64")
-                    checked_spectrum(np.linalg.eigvalsh(fixed_kin[name]), label, "float64")
+                    fixed_kin[name] = _factored(found[0][2]("float64"), label, factor)
             for col in opts.random:
                 codes, levels = _factor_codes(fac[col].iloc[rows].reset_index(drop=True), col)
                 if len(levels) < 2:
@@ -421,18 +451,29 @@ def model_scan(
                     if name in fixed_kin:
                         comps[name] = fixed_kin[name]
                     else:
-                        kin = fn("float64")
-                        checked_spectrum(np.linalg.eigvalsh(kin), f"GRM without chromosome {label}", "float64")
-                        comps[loco_name] = kin
-                var_list = {**comps, **{c: np.eye(z.shape[1]) for c, z in zs.items()}, "error": None}
-                z_list = {**{c: None for c in comps}, **zs, "error": None}
+                        comps[loco_name] = _factored(fn("float64"), f"GRM without chromosome {label}", factor)
+                var_list = {**{c: v for c, (v, _) in comps.items()}, **{c: np.eye(z.shape[1]) for c, z in zs.items()}}
+                z_list = {**{c: z for c, (_, z) in comps.items()}, **zs}
+                var_list["error"] = z_list["error"] = None
                 for t, trait in enumerate(grp.traits):
                     fitted = _Trait(
                         traits.y[:, t], float(traits.scale[t]), design.x, design.names, var_list, z_list, opts.lrt
                     )
                     if sets is None:
+                        if store is not None:
+                            store.scope = f"{trait}.{label}."
                         parts += _scan_markers(
-                            source, rows, idx, fitted, (env, env_names, env_units), basis, opts, block, trait, progress
+                            store,
+                            source,
+                            rows,
+                            idx,
+                            fitted,
+                            (env, env_names, env_units),
+                            basis,
+                            opts,
+                            block,
+                            trait,
+                            progress,
                         )
                     else:
                         chosen = [s for s in sets if label == "all" or np.isin(s[1], idx).all()]
@@ -469,6 +510,7 @@ def model_scan(
             str(k) if isinstance(k, (str, os.PathLike)) else ("GRM" if k is None else "array") for k in opts.kinships
         ],  # fmt: skip
         n_analysed=n_of,
+        n_blocks_resumed=0 if store is None else store.loaded,
         components=[*names, *opts.random, "error"],
         n_dropped_missing={t: int(pheno[t].notna().sum()) - n_of[t] for t in n_of},
         selection=report.as_dict(),
@@ -477,39 +519,30 @@ def model_scan(
     return table
 
 
-def _scan_markers(source, rows, idx, fitted: _Trait, environment, basis, opts, block, trait, progress):
+def _scan_markers(store, source, rows, idx, fitted: _Trait, environment, basis, opts, block, trait, progress):
     """One trait's marker models over markers ``idx``, ``block`` at a time: result frames.
     ``environment``: the G x E columns (n, e) or None, their names, and the centre and scale
     of a numeric environment."""
     from ._inputs import progress_bar
 
-    env, env_names, env_units = environment
+    env, env_names, _ = environment
     n = rows.size
     cnames = ["marker", *([f"marker:{e}" for e in env_names] if env is not None else [])]
-    p1 = len(cnames)
-    tested = np.arange(1, p1) if env is not None else np.arange(1)
-    joint = np.arange(p1) if env is not None else None
-    reduced = np.arange(1) if env is not None else np.arange(0)
     bar = progress_bar(idx.size, progress, f"gwas {trait}")
     frames = []
     try:
         for start in range(0, idx.size, block):
             sel = idx[start : start + block]
-            g, af, n_miss = _impute(source.read(rows, int(sel[0]), int(sel[-1]) + 1)[:, sel - sel[0]])
-            status = np.full(sel.size, int(Status.OK))
-            status[n_miss == n] = int(Status.ALL_MISSING)
-            mono = (g.max(axis=0) - g.min(axis=0)) == 0
-            status[mono & (status == Status.OK)] = int(Status.MONOMORPHIC)
-            extra = _block_extra(g, env)
-            coll = _collinear(extra, basis)
-            status[coll & (status == Status.OK)] = int(Status.COLLINEAR)
-            bad = status != Status.OK
-            if bad.any():  # stand-ins keep the batch's shape; their results are masked
-                stand = np.linspace(-1.0, 1.0, n) ** 3
-                extra[bad] = _block_extra(np.repeat(stand[:, None], int(bad.sum()), axis=1), env)
-            names = source.snps["snp"].astype(str).to_numpy()[sel]
-            out = _fit_models(fitted, extra, list(names), cnames, tested, joint, n, basis, opts, reduced, env_units)
-            out = _masked(out, status)
+            run = (int(sel[0]), int(sel[-1]) + 1)
+            saved = store.load(run) if store is not None else None
+            if saved is None:
+                out, status, af, n_miss = _fit_block(source, rows, sel, fitted, environment, basis, opts, cnames)
+                if store is not None:
+                    store.save(run, {**out, "pre_status": status, "af": af, "n_miss": n_miss})
+            else:
+                status, af, n_miss = saved.pop("pre_status"), saved.pop("af"), saved.pop("n_miss")
+                out = saved
+            out = _masked(dict(out), status)
             snps = source.snps.iloc[sel].reset_index(drop=True)[SNP_COLUMNS]
             frame = pd.concat([snps, pd.DataFrame({"af": af, "n": n, "n_miss": n_miss, **out})], axis=1)
             frame.insert(0, "trait", trait)
@@ -520,6 +553,32 @@ def _scan_markers(source, rows, idx, fitted: _Trait, environment, basis, opts, b
         if bar is not None:
             bar.close()
     return frames
+
+
+def _fit_block(source, rows, sel, fitted: _Trait, environment, basis, opts, cnames):
+    """Read, screen and fit the markers ``sel`` of one block: the fits' columns (unmasked),
+    the status before fitting, allele frequencies and missing counts."""
+    env = environment[0]
+    n = rows.size
+    p1 = len(cnames)
+    tested = np.arange(1, p1) if env is not None else np.arange(1)
+    joint = np.arange(p1) if env is not None else None
+    reduced = np.arange(1) if env is not None else np.arange(0)
+    g, af, n_miss = _impute(source.read(rows, int(sel[0]), int(sel[-1]) + 1)[:, sel - sel[0]])
+    status = np.full(sel.size, int(Status.OK))
+    status[n_miss == n] = int(Status.ALL_MISSING)
+    mono = (g.max(axis=0) - g.min(axis=0)) == 0
+    status[mono & (status == Status.OK)] = int(Status.MONOMORPHIC)
+    extra = _block_extra(g, env)
+    coll = _collinear(extra, basis)
+    status[coll & (status == Status.OK)] = int(Status.COLLINEAR)
+    bad = status != Status.OK
+    if bad.any():  # stand-ins keep the batch's shape; their results are masked
+        stand = np.linspace(-1.0, 1.0, n) ** 3
+        extra[bad] = _block_extra(np.repeat(stand[:, None], int(bad.sum()), axis=1), env)
+    names = source.snps["snp"].astype(str).to_numpy()[sel]
+    out = _fit_models(fitted, extra, list(names), cnames, tested, joint, n, basis, opts, reduced, environment[2])
+    return out, status, af, n_miss
 
 
 def _scan_sets(source, rows, sets, fitted: _Trait, basis, opts, trait):

@@ -34,6 +34,7 @@ from ._block import (
     screen_block,
     start_block,
 )
+from ._checkpoint import Checkpoint, fingerprint, source_parts
 from ._design import MAX_VIF, Design, Traits, covariate_design, standardised_traits
 from ._inputs import (
     align_table,
@@ -46,7 +47,6 @@ from ._inputs import (
 )
 from ._io import (
     SNP_COLUMNS,
-    ArraySource,
     GenotypeSource,
     InputError,
     KinshipRead,
@@ -338,79 +338,6 @@ class DaskExecutor:
         return [f.result() for f in futures]
 
 
-class Checkpoint:
-    """Screened blocks of a scan saved as ``.npz`` files in a folder, so a killed scan can go
-    on from its completed blocks (``gwas(checkpoint=...)``, ``mm4lmm gwas --resume``).  The
-    folder holds a fingerprint of the inputs and options; a folder made for other inputs is
-    an error.  Files are written under a temporary name and renamed: a kill mid-write leaves
-    no partial block."""
-
-    def __init__(self, folder: str | os.PathLike, fingerprint: str):
-        from pathlib import Path
-
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stamp = self.folder / "fingerprint.txt"
-        if stamp.exists() and stamp.read_text() != fingerprint:
-            raise InputError(
-                f"checkpoint folder {self.folder} belongs to a scan of other inputs or options: remove it "
-                "to start afresh"
-            )
-        stamp.write_text(fingerprint)
-        self.scope = ""
-        self.loaded = 0
-
-    def _file(self, run):
-        return self.folder / f"{self.scope}{run[0]}-{run[1]}.npz"
-
-    def load(self, run) -> dict | None:
-        file = self._file(run)
-        if not file.exists():
-            return None
-        with np.load(file) as z:
-            self.loaded += 1
-            return {k: z[k] for k in z.files}
-
-    def save(self, run, blk: dict) -> None:
-        file = self._file(run)
-        tmp = file.with_name(file.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **blk)
-        os.replace(tmp, file)
-
-
-def _source_parts(source: GenotypeSource) -> tuple:
-    """What identifies an opened genotype source in a checkpoint's fingerprint: its class, its
-    files (by path, size and time), its marker table, and an array's values."""
-    parts: tuple = ("source", type(source).__name__, *source.files, source.snps)
-    if isinstance(source, ArraySource):
-        parts += (np.asarray(source.array),)
-    return parts
-
-
-def _fingerprint(*parts) -> str:
-    """A digest of the inputs (files by path, size and modification time; arrays by content)
-    and options of a scan."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for part in parts:
-        files = [str(part) + e for e in ("", ".bed", ".bim", ".fam")] if isinstance(part, (str, os.PathLike)) else []
-        if any(os.path.isfile(f) for f in files):
-            for f in filter(os.path.isfile, files):
-                st = os.stat(f)
-                h.update(f"{os.path.abspath(f)}:{st.st_size}:{st.st_mtime_ns}".encode())
-        elif isinstance(part, tuple) and part[:1] == ("source",):
-            h.update(_fingerprint(*part[1:]).encode())
-        elif isinstance(part, np.ndarray):
-            h.update(np.ascontiguousarray(part).tobytes())
-        elif isinstance(part, (pd.DataFrame, pd.Series)):
-            h.update(pd.util.hash_pandas_object(part, index=True).to_numpy().tobytes())
-        else:
-            h.update(repr(part).encode())
-    return h.hexdigest()
-
-
 @dataclass
 class _Pattern:
     """Traits observed on the same individuals (with the covariates): one eigendecomposition
@@ -561,7 +488,8 @@ def gwas(
         ``*_joint`` the marker and interaction together; ``sets`` a file (set name then marker
         IDs per line) or a mapping name -> marker IDs: one joint test per set (df = its
         markers); ``test="kr"`` adds Kenward-Roger ``f_kr``, ``ddf_kr``, ``p_kr``.  One
-        ``sigma2_<name>`` column per component.  Not with ``client`` or ``checkpoint``.
+        ``sigma2_<name>`` column per component.  Not with ``client``; ``checkpoint`` saves
+        marker blocks (not set scans).
 
     Returns
     -------
@@ -581,15 +509,23 @@ def gwas(
         sets = read_sets(sets)
     model = ModelOptions(kinships, tuple(random), gxe, sets, test, lrt)
     if model.general():
-        if client is not None or checkpoint is not None:
-            raise InputError("scans with several random effects, G x E, sets or KR run locally without checkpoint")
+        if client is not None:
+            raise InputError("scans with several random effects, G x E, sets or KR run locally (not with client)")
         if isinstance(kinship, dict):
             raise InputError("LOCO with given per-chromosome kinships is for the one-kinship scan")
+        store = None
+        if checkpoint is not None:
+            given = genotypes if not isinstance(genotypes, GenotypeSource) else source_parts(genotypes)
+            parts = (phenotypes, given, *kinships, covariates, pheno_names, covar_names, sample_ids,
+                     select.fingerprint() if select is not None else None, *selection_files(select), model,
+                     grm_kind, loco, chunk_size, max_vif, code_digest())  # fmt: skip
+            store = Checkpoint(checkpoint, fingerprint(*parts))
         return model_scan(
             phenotypes,
             genotypes,
             covariates,
             model,
+            store=store,
             pheno_names=pheno_names,
             covar_names=covar_names,
             loco=loco,
@@ -626,13 +562,13 @@ def gwas(
     else:
         store = None
         if checkpoint is not None:
-            given = genotypes if not isinstance(genotypes, GenotypeSource) else _source_parts(genotypes)
+            given = genotypes if not isinstance(genotypes, GenotypeSource) else source_parts(genotypes)
             inputs = (phenotypes, given, kinship, covariates, pheno_names, covar_names, sample_ids)
             # the package's code is part of the fingerprint: another version never reuses these blocks
             files = (*plan.source.files, *selection_files(select))
             extra = (select.fingerprint() if select is not None else None, *files)
             parts = (*inputs, *extra, grm_kind, loco, plan.opts, chunk_size, max_vif, plan.n_devices, code_digest())
-            store = Checkpoint(checkpoint, _fingerprint(*parts))
+            store = Checkpoint(checkpoint, fingerprint(*parts))
         executor = LocalExecutor(plan.n_devices, store)
     result = run_scan(plan, executor, progress=progress)
     dropped = {t: result.meta["n_dropped_missing"][t] for t in result.traits if result.meta["n_dropped_missing"][t]}

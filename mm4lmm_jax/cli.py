@@ -285,7 +285,6 @@ def run_gwas(args, out=None, argv=None) -> int:
     import warnings
 
     from . import gwas
-    from .gwas._design import MAX_VIF
 
     out = out or sys.stdout
     kinship = _kinship_argument(args)
@@ -320,21 +319,11 @@ def run_gwas(args, out=None, argv=None) -> int:
                 res = gwas(
                     args.pheno,
                     source,
-                    kinship=kinship,
-                    covariates=args.covar,
-                    pheno_names=args.pheno_name or None,
-                    covar_names=args.covar_name or None,
-                    loco=args.loco,
-                    lrt=args.lrt,
-                    chunk_size=args.chunk_size,
+                    **_scan_arguments(args, kinship),
                     rotation_dtype="float64" if args.float64 else "float32",
-                    max_vif=MAX_VIF if args.max_vif is None else args.max_vif,
                     devices=args.devices,
                     client=client,
-                    progress=not args.quiet,
                     checkpoint=checkpoint if client is None else None,
-                    select=selection(args),
-                    grm_kind=args.grm or "standardised",
                 )
         finally:
             if client is not None:
@@ -367,6 +356,25 @@ def run_gwas(args, out=None, argv=None) -> int:
         log.close()
 
 
+def _scan_arguments(args, kinship) -> dict:
+    """The ``gwas()`` arguments every scan of the command line shares."""
+    from .gwas._design import MAX_VIF
+
+    return dict(
+        kinship=kinship,
+        covariates=args.covar,
+        pheno_names=args.pheno_name or None,
+        covar_names=args.covar_name or None,
+        loco=args.loco,
+        lrt=args.lrt,
+        chunk_size=args.chunk_size,
+        max_vif=MAX_VIF if args.max_vif is None else args.max_vif,
+        progress=not args.quiet,
+        select=selection(args),
+        grm_kind=args.grm or "standardised",
+    )
+
+
 def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: float) -> None:
     """The scans beyond one kinship (several random effects, G x E, sets, KR): scan, write the
     TSV (and Parquet, plots of marker scans) atomically, log and print a summary."""
@@ -374,7 +382,6 @@ def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: floa
 
     from . import gwas
     from .errors import InputError
-    from .gwas._design import MAX_VIF
 
     prefix, gz = output
     if args.format != "tsv":
@@ -389,17 +396,7 @@ def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: floa
         res = gwas(
             args.pheno,
             source,
-            kinship=kinship,
-            covariates=args.covar,
-            pheno_names=args.pheno_name or None,
-            covar_names=args.covar_name or None,
-            loco=args.loco,
-            lrt=args.lrt,
-            chunk_size=args.chunk_size,
-            max_vif=MAX_VIF if args.max_vif is None else args.max_vif,
-            progress=not args.quiet,
-            select=selection(args),
-            grm_kind=args.grm or "standardised",
+            **_scan_arguments(args, kinship),
             random=args.random or (),
             gxe=args.gxe,
             sets=args.set,

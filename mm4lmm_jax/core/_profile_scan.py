@@ -157,7 +157,7 @@ def _assemble(e, c: int):
     return m, e[..., -1]
 
 
-def _weight_orders(log_delta, d):
+def weight_orders(log_delta, d):
     """``(w, dw/dt, d2w/dt2)`` stacked on a new leading axis, and ``log w``; ``t = log delta``.
 
     With ``a = delta d`` and ``w = 1 / (a + 1)``: ``dw/dt = w^2 - w``,
@@ -192,7 +192,7 @@ class GridBasis(NamedTuple):
 def grid_basis(data: ScanData, grid) -> GridBasis:
     """Weights on the grid and the marker-free entries, for :func:`grid_sums`."""
     n = data.d.shape[0]
-    ws, lw = _weight_orders(grid, data.d)  # (3, G, n), (G, n)
+    ws, lw = weight_orders(grid, data.d)  # (3, G, n), (G, n)
     cy = jnp.concatenate([data.c_rot, data.y_rot[None]])  # (c + 1, n)
     shared = ws @ _shared_rows(data.c_rot, data.y_rot).T  # (3, G, npairs + 1)
     slw = _log_w_orders(jnp.sum(lw, axis=-1), shared[..., -1], n)  # (3, G)
@@ -254,7 +254,7 @@ def _exact_sums(log_delta, g_rot, data: ScanData, orders: int):
     g_rot = g_rot.astype(data.d.dtype)  # a float32 block is widened chunk by chunk
     b, n = g_rot.shape
     c = data.c_rot.shape[0]
-    ws, lw = _weight_orders(log_delta, data.d)  # (3, b, n)
+    ws, lw = weight_orders(log_delta, data.d)  # (3, b, n)
     ws = ws[:orders]
     wg = ws * g_rot[None]
     gg = jnp.sum(wg * g_rot[None], axis=-1)[..., None]  # (o, b, 1)
@@ -575,6 +575,7 @@ def null_fit(
 
 
 __all__ = [
+    "weight_orders",
     "DELTA_BOUNDS",
     "EXACT_CHUNK",
     "GridBasis",

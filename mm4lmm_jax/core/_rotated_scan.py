@@ -20,11 +20,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import jet
 
 from ._iterate import Status
-from ._likelihood import LOG_2PI
-from ._profile_scan import DELTA_BOUNDS, unrolled_cholesky
+from ._profile_scan import DELTA_BOUNDS, profile_loglik, weight_orders
 
 GRID_SIZE = 31
 TOL = 1e-10
@@ -44,31 +44,14 @@ class RotatedFits(NamedTuple):
     status: jnp.ndarray
 
 
-def _weights(t, d):
-    """``(w, dw/dt, d2w/dt2)`` (3, ..., n) and ``log w`` (..., n) at ``t`` (...,)."""
-    a = jnp.exp(t)[..., None] * d.reshape((1,) * jnp.ndim(t) + d.shape)
-    w = 1.0 / (a + 1.0)
-    w1 = w * w - w
-    w2 = w1 + 2.0 * (1.0 - w) ** 2 * w
-    return jnp.stack([w, w1, w2]), -jnp.log1p(a)
-
-
 def _loglik(m_flat, slw, k: int, n: int, method: str):
-    """Profiled log-likelihood from the lower triangle of ``M`` (..., k(k+1)/2) and ``sum log w``."""
+    """Profiled log-likelihood (:func:`._profile_scan.profile_loglik`) from the lower triangle of
+    ``M`` (..., k(k+1)/2) and ``sum log w``."""
+    rows, cols = np.tril_indices(k)
     cross = [[None] * k for _ in range(k)]
-    idx = 0
-    for i in range(k):
-        for j in range(i + 1):
-            cross[i][j] = m_flat[..., idx]
-            idx += 1
-    low = unrolled_cholesky(cross)
-    p = k - 1
-    ypy = low[p][p] ** 2
-    if method == "reml":
-        logdet = 2.0 * sum((jnp.log(low[j][j]) for j in range(p)), start=jnp.zeros_like(ypy))
-        df = n - p
-        return -0.5 * (df * (LOG_2PI + jnp.log(ypy / df) + 1.0) - slw + logdet)
-    return -0.5 * (n * (LOG_2PI + jnp.log(ypy / n) + 1.0) - slw)
+    for idx, (i, j) in enumerate(zip(rows, cols)):
+        cross[i][j] = m_flat[..., idx]
+    return profile_loglik(cross, slw, n, method)[0]
 
 
 def _tril(mat):
@@ -80,7 +63,7 @@ def _tril(mat):
 def _value_and_derivatives(t, a, d, method: str):
     """Log-likelihood and its first two ``t``-derivatives at per-model ``t`` (m,); ``a`` (m, n, k)."""
     n, k = a.shape[1], a.shape[2]
-    ws, lw = _weights(t, d)  # (3, m, n), (m, n)
+    ws, lw = weight_orders(t, d)  # (3, m, n), (m, n)
     mats = jnp.einsum("mnk,omn,mnl->omkl", a, ws, a)  # (3, m, k, k)
     tri = _tril(mats)
     slw = jnp.stack([jnp.sum(lw, -1), jnp.sum(ws[0], -1) - n, jnp.sum(ws[1], -1)])

@@ -21,11 +21,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._estimate import PreparedModel
 from ..core._iterate import Status
 from ..errors import InputError, InputWarning, MissingDataWarning
-from ..inference import anova_test
 from ._design import MAX_VIF, covariate_design, standardised_traits
+from ._inputs import (
+    align_table,
+    check_genotype_array,
+    checked_spectrum,
+    genotype_source,
+    kinship_groups,
+    open_kinships,
+    progress_bar,
+)
 from ._io import SNP_COLUMNS, GenotypeSource, KinshipRead, need_file
 from ._select import SelectionReport, sample_mask, select_markers
 
@@ -180,6 +187,8 @@ def _kr(res, cols: np.ndarray, p: int) -> np.ndarray:
     """Kenward-Roger F, ddf and p-value (m, 3) of ``beta[cols] = 0`` for the models of ``res``."""
     lmat = np.zeros((len(cols), p))
     lmat[np.arange(len(cols)), cols] = 1.0
+    from ..inference import anova_test  # loaded on first use: `import mm4lmm_jax` stays light
+
     table = anova_test(res, tested_combination=lmat, type="KR")
     values = np.stack([table[name].to_numpy(float)[0] for name in res.names])  # F, ndf, ddf, pval
     return values[:, [0, 2, 3]]
@@ -190,6 +199,8 @@ class _Trait:
     for LRTs), the standardised response and what undoes the standardisation."""
 
     def __init__(self, y: np.ndarray, scale: float, base: np.ndarray, names, comps, zs, lrt: bool):
+        from .._estimate import PreparedModel  # loaded on first use: `import mm4lmm_jax` stays light
+
         self.scale = scale
         self.reml = PreparedModel(y, base, names, comps, zs, method="reml")
         self.ml = PreparedModel(y, base, names, comps, zs, method="ml") if lrt else None
@@ -289,12 +300,13 @@ def _factored(kin: np.ndarray, label: str, factor: bool) -> tuple[np.ndarray, np
     """``(covariance, incidence)`` of a kinship for ``mmest``'s components: ``(K, None)``, or
     for a low-rank kinship (and ``factor``) ``(I_r, Z)`` with ``Z Z' = K``.  Its spectrum is
     checked (not positive semi-definite: an error naming it)."""
-    from ._inputs import checked_spectrum
-
+    if not factor:  # two components: the structure decomposes it; only its spectrum is checked here
+        checked_spectrum(np.linalg.eigvalsh(kin), label, "float64")
+        return kin, None
     d, vec = np.linalg.eigh(kin)
     d, _ = checked_spectrum(d, label, "float64")
     rank = int(np.sum(d > LOW_RANK_TOL * d.max()))
-    if not factor or rank > kin.shape[0] // 2:
+    if rank > kin.shape[0] // 2:
         return kin, None
     return np.eye(rank), vec[:, -rank:] * np.sqrt(d[-rank:])
 
@@ -355,13 +367,6 @@ def model_scan(
     """The scan of :func:`~mm4lmm_jax.gwas.gwas` for models beyond one kinship (see
     :class:`ModelOptions`); arguments as there, ``store`` a :class:`~._checkpoint.Checkpoint`
     (marker blocks already in it are taken from it, every block done is saved)."""
-    from ._inputs import (
-        align_table,
-        check_genotype_array,
-        genotype_source,
-        kinship_groups,
-    )
-
     if opts.test not in ("wald", "kr"):
         raise InputError(f"test must be 'wald' or 'kr', got {opts.test!r}")
     if not opts.kinships:
@@ -405,10 +410,7 @@ def model_scan(
     block = max(1, int(chunk_size))
     sets = _marker_sets(source, opts.sets, full_ids) if opts.sets is not None else None
     ids = source.iid.astype(str)
-    readers = [
-        KinshipRead(k, source.n, ids=(source.fid, source.iid)) if isinstance(k, (str, os.PathLike)) else k
-        for k in opts.kinships
-    ]
+    readers = [open_kinships(k, source)[0] for k in opts.kinships]
     parts = []
     try:
         for grp in groups:
@@ -523,8 +525,6 @@ def _scan_markers(store, source, rows, idx, fitted: _Trait, environment, basis, 
     """One trait's marker models over markers ``idx``, ``block`` at a time: result frames.
     ``environment``: the G x E columns (n, e) or None, their names, and the centre and scale
     of a numeric environment."""
-    from ._inputs import progress_bar
-
     env, env_names, _ = environment
     n = rows.size
     cnames = ["marker", *([f"marker:{e}" for e in env_names] if env is not None else [])]

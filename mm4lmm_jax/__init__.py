@@ -3,7 +3,8 @@
 The Python/JAX successor of the R package MM4LMM (Laporte, Charcosset & Mary-Huard 2022).
 Importing the package enables float64 in JAX: every fit runs in double precision.  The model,
 inference and data-set modules load on first use (the ``mm4lmm gwas`` command never needs
-them).
+them).  It also keeps compiled programs in a persistent cache on disk (``~/.cache/mm4lmm_jax``;
+:func:`enable_compilation_cache`, :func:`disable_compilation_cache`, ``MM4LMM_JAX_CACHE=off``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 import jax as _jax  # noqa: E402
 
 _jax.config.update("jax_enable_x64", True)
+
+from ._cache import disable_compilation_cache, enable_at_import, enable_compilation_cache  # noqa: E402
+
+enable_at_import()  # compiled programs kept between processes (opt out: MM4LMM_JAX_CACHE=off)
 
 from .errors import ConvergenceWarning, InputError, MissingDataWarning, NumericalError, RankDeficiencyWarning  # noqa: I001
 from .gwas import gwas  # eager: ``gwas`` names the function, not the subpackage
@@ -73,6 +78,8 @@ __all__ = [
     "anova_test",
     "core",
     "datasets",
+    "disable_compilation_cache",
+    "enable_compilation_cache",
     "gwas",
     "likelihood_ratio_test",
     "mmblup",

@@ -13,7 +13,8 @@ from .core._fit import FitOutput
 from .core._iterate import Status, Stopping
 from .core._likelihood import LOG_2PI
 from .core._newton_path import NewtonFitPath
-from .core._rotated_scan import RotatedFits, rotated_fits
+from .core._profile_scan import DELTA_BOUNDS
+from .core._rotated_scan import EXACT_BOUNDS, RotatedFits, rotated_fits
 from .core._structures import Structure, TwoComponent, choose, choose_newton
 from .errors import ConvergenceWarning, NumericalError
 from .model._data import (
@@ -71,21 +72,28 @@ def choose_structure(comps: Components, method: str, henderson: bool | None, n_c
     return cls
 
 
-NEWTON_CRIT = 1e-6  # "auto" uses Newton for K >= 3 scans asked to converge at least this tightly
+NEWTON_CRIT = 1e-6  # "auto" uses the exact engines for marker scans asked to converge at least this tightly
 
 
-def choose_algorithm(algorithm: str, k: int, scan: bool, crit_var: float, crit_loglik: float) -> str:
-    """``"mm"`` or ``"newton"`` from the user's ``algorithm`` (``"auto"``, ``"mm"``, ``"newton"``)."""
+def choose_algorithm(
+    algorithm: str, k: int, scan: bool, crit_var: float, crit_loglik: float, rotatable: bool = False
+) -> str:
+    """``"mm"`` or ``"newton"`` from the user's ``algorithm`` (``"auto"``, ``"mm"``, ``"newton"``).
+
+    ``rotatable``: the model has two components that one joint diagonalisation serves (the
+    structure ``TwoComponent``), where ``"newton"`` means :class:`RotatedFitter`."""
     if algorithm not in ("auto", "mm", "newton"):
         raise ValueError(f"algorithm must be 'auto', 'mm' or 'newton', got {algorithm!r}")
-    if algorithm == "newton" and k < 3:
+    if algorithm == "newton" and k < 3 and not rotatable:
         raise ValueError(
-            f"algorithm='newton' is for models with three or more variance components (got {k}); "
-            "with one or two components the MM paths are already exact and fast"
+            f"algorithm='newton' is for models with three or more variance components, or two whose "
+            f"last covariance is positive definite (got {k} component(s)"
+            + (", the last one singular" if k == 2 else "")
+            + "); use algorithm='mm'"
         )
     if algorithm == "auto":
         tight = crit_var <= NEWTON_CRIT and crit_loglik <= NEWTON_CRIT
-        return "newton" if (k >= 3 and scan and tight) else "mm"
+        return "newton" if ((k >= 3 or rotatable) and scan and tight) else "mm"
     return algorithm
 
 
@@ -138,11 +146,15 @@ def mmest(
     crit_var, crit_loglik, max_iter : MM4LMM's stopping rule.
     verbose : show a progress bar for scans of several chunks.
     chunk_size : marker models per compiled batch (default depends on the structure).
-    algorithm : ``"mm"`` (MM4LMM's iterations), ``"newton"`` (``K >= 3`` only: every model at
-        its exact optimum by Newton's method; marker models share one expansion around the
-        null optimum, see :mod:`mm4lmm_jax.core._newton_path`; ``crit_var``, ``crit_loglik``
-        and ``max_iter`` do not apply and ``n_iter`` counts Newton steps) or ``"auto"``
-        (Newton for ``K >= 3`` marker scans with both criteria ``<= 1e-6``, MM otherwise).
+    algorithm : ``"mm"`` (MM4LMM's iterations, replayed), ``"newton"`` (every model at its
+        exact optimum by Newton's method: for ``K >= 3``, marker models share one expansion
+        around the null optimum, see :mod:`mm4lmm_jax.core._newton_path`; for two components
+        whose last covariance is positive definite, the GWAS scans' engine on the rotated data,
+        a grid then Newton in ``log(s_1 / s_2)`` over ``[1e-12, 1e5]``, see
+        :mod:`mm4lmm_jax.core._rotated_scan`; ``crit_var``, ``crit_loglik``, ``max_iter`` and
+        ``init`` do not apply and ``n_iter`` counts Newton steps) or ``"auto"`` (Newton for
+        marker scans with both criteria ``<= 1e-6``, MM otherwise: MM4LMM's default criteria
+        replay MM4LMM iteration for iteration).
 
     Returns
     -------
@@ -180,12 +192,18 @@ def mmest(
             raise ValueError(f"init must hold {k} positive values (one per component), got {init.tolist()}")
 
     n_cof = spec.frame.shape[1]
-    algorithm = choose_algorithm(algorithm, k, markers is not None, crit_var, crit_loglik)
+    cls = choose_structure(comps, method, henderson, n_cof) if k <= 2 else None  # henderson: K >= 3 only
+    algorithm = choose_algorithm(algorithm, k, markers is not None, crit_var, crit_loglik, cls is TwoComponent)
     newton = algorithm == "newton"
-    cls = choose_structure(comps, method, henderson if not (newton and method == "ml") else None, n_cof)
+    rotated = newton and k == 2
+    newton = newton and not rotated
+    if cls is None:
+        cls = choose_structure(comps, method, henderson if not (newton and method == "ml") else None, n_cof)
     newton_cls = _newton_structure(comps, henderson, n_cof) if newton else None
     structure = _prepare(cls, y_arr, comps, newton=newton_cls is cls)
-    if newton:
+    if rotated:
+        fitter = RotatedFitter(structure, method)
+    elif newton:
         newton_structure = structure if newton_cls is cls else _prepare(newton_cls, y_arr, comps, newton=True)
         fitter = NewtonFitPath(y_arr, newton_structure, method)
     else:
@@ -194,9 +212,12 @@ def mmest(
     sigma0 = init if init is not None else np.full(k, np.var(y_arr, ddof=1) / k)
     empty = np.zeros((1, n, 0))
     if markers is None or init is None:
-        null_fit = _fit_null(
-            _MMFitter(structure, method, stopping), fitter if newton else None, null.matrix, empty, sigma0
-        )
+        if rotated:
+            null_fit = fitter.fit_null(null.matrix)
+        else:
+            null_fit = _fit_null(
+                _MMFitter(structure, method, stopping), fitter if newton else None, null.matrix, empty, sigma0
+            )
         _check_finite(null_fit, ["NullModel"])
     if markers is None:
         return _result(
@@ -229,6 +250,57 @@ def mmest(
         Problem(y_arr, comps, null, markers, keep, structure, y_names),
         algorithm,
     )
+
+
+@dataclass(frozen=True)
+class RotatedFitter:
+    """Exact fits of two-component models on the rotated data (:func:`rotated_fits`: grid
+    then Newton on the profiled log-likelihood in ``log(s_1 / s_2)``), with the interface of
+    :class:`NewtonFitPath`.  ``n_iter`` counts Newton evaluations; ``sigma0`` is not used.
+
+    ``bounds`` is the range of ``s_1 / s_2`` searched: GEMMA's for the GWAS model scans,
+    :data:`EXACT_BOUNDS` (as good as unbounded) for ``mmest``."""
+
+    structure: TwoComponent
+    method: str
+    bounds: tuple[float, float] = EXACT_BOUNDS
+    #: models per compiled call (padded: one shape per scan)
+    chunk: int = 128
+    #: models rotated per GEMM
+    slab: int = 4096
+
+    def fit(self, base, extra, sigma0=None, *, chunk_size=None, progress=None) -> FitOutput:
+        """Models ``[base | extra[i]]``: ``base`` (n, c), ``extra`` (m, n, p1)."""
+        st = self.structure
+        extra = np.asarray(extra, dtype=float)
+        m, n, p1 = extra.shape
+        size = min(chunk_size or self.chunk, max(1, 1 << max(m - 1, 0).bit_length()))
+        c_rot = np.asarray(st.transform(np.asarray(base, dtype=float)))
+        t, y_rot = np.asarray(st.t), np.asarray(st.y_rot)
+        d = np.clip(np.asarray(st.d), 0.0, None)
+        parts = []
+        slab = max(size, self.slab // size * size)
+        for s0 in range(0, m, slab):
+            block = extra[s0 : s0 + slab]
+            k = block.shape[0]
+            # one GEMM rotates every column of the slab: T (n, n) @ (n, k p1)
+            flat = np.ascontiguousarray(np.moveaxis(block, 1, 0)).reshape(n, k * p1)
+            rotated = np.moveaxis((t @ flat).reshape(n, k, p1), 0, 1)
+            for start in range(0, k, size):
+                x_rot = rotated[start : start + size]
+                used = x_rot.shape[0]
+                if used < size:
+                    x_rot = np.concatenate([x_rot, np.repeat(x_rot[-1:], size - used, axis=0)])
+                out = rotated_fits(d, c_rot, x_rot, y_rot, method=self.method, bounds=self.bounds)
+                parts.append([np.asarray(a)[:used] for a in out])
+                if progress is not None:
+                    progress(used)
+        fits = RotatedFits(*(np.concatenate(a) for a in zip(*parts)))
+        loglik = fits.loglik - 0.5 * float(st.logdet_k2)
+        return FitOutput(fits.sigma2, fits.beta, fits.var_beta, loglik, fits.n_iter, fits.status)
+
+    def fit_null(self, design, sigma0=None) -> FitOutput:
+        return self.fit(design, np.zeros((1, design.shape[0], 0)))
 
 
 @dataclass(frozen=True)
@@ -392,8 +464,9 @@ class PreparedModel:
     """``mmest``'s engine prepared once for one response and its components, then used for
     any number of blocks of marker models ``[base | extra]`` (the GWAS scans of models beyond
     one kinship).  Every model is fitted at its optimum: by Newton's method for ``K >= 3``
-    components (:class:`NewtonFitPath`), by MM iterations at :data:`EXACT_STOPPING` for
-    ``K <= 2``.  Each block is returned as an :class:`MMEstResult`, so the inference
+    components (:class:`NewtonFitPath`), on the rotated data for two components
+    (:class:`RotatedFitter`, GEMMA's bounds on ``s_1 / s_2``), else by MM iterations at
+    :data:`EXACT_STOPPING`.  Each block is returned as an :class:`MMEstResult`, so the inference
     functions (``anova_test``, KR...) apply to it unchanged.
 
     Parameters
@@ -402,9 +475,6 @@ class PreparedModel:
     base_names : its (p0,) column names.  var_list, z_list : as :func:`mmest`.
     method : ``"reml"`` or ``"ml"``.
     """
-
-    #: models per compiled call of the two-component engine (padded: one shape per scan)
-    ROTATED_CHUNK = 128
 
     def __init__(self, y, base: np.ndarray, base_names, var_list, z_list=None, *, method: str = "reml"):
         self.method = normalise_method(method)
@@ -423,8 +493,8 @@ class PreparedModel:
         self.rotated = isinstance(self.structure, TwoComponent)
         if self.rotated:  # one kinship and the error: exact profiled fits on the rotated data
             self.algorithm = "newton"
-            self._c_rot = np.asarray(self.structure.transform(self.null.matrix))
-            null_fit = self._rotated(np.zeros((1, n, 0)))
+            self.fitter = RotatedFitter(self.structure, self.method, DELTA_BOUNDS)
+            null_fit = self.fitter.fit_null(self.null.matrix)
             _check_finite(null_fit, ["NullModel"])
             self.null_result = self._result(["NullModel"], [self.null], null_fit, None)
             self.sigma0 = np.asarray(null_fit.sigma2[0])
@@ -458,33 +528,9 @@ class PreparedModel:
         markers = MarkerDesigns(
             list(names), base=self.null, extra=extra, extra_names=list(extra_names), extra_attr=attr
         )
-        if self.rotated:
-            fits = self._rotated(extra)
-        else:
-            fits = self.fitter.fit(self.null.matrix, extra, self.sigma0, chunk_size=chunk_size)
+        fits = self.fitter.fit(self.null.matrix, extra, self.sigma0, chunk_size=chunk_size)
         design = Design(np.empty((0, 0)), [*self.null.names, *extra_names], np.append(self.null.attr, attr), [])
         return self._result(list(names), [design], fits, markers)
 
-    def _rotated(self, extra: np.ndarray) -> FitOutput:
-        """Exact fits of ``[base | extra[i]]`` by :func:`rotated_fits`, in padded chunks."""
-        st = self.structure
-        m = extra.shape[0]
-        size = min(self.ROTATED_CHUNK, max(1, 1 << max(m - 1, 0).bit_length()))
-        d = np.clip(np.asarray(st.d), 0.0, None)
-        n, p1 = extra.shape[1], extra.shape[2]
-        # one GEMM rotates every column of the block: T (n, n) @ (n, m p1)
-        flat = np.ascontiguousarray(np.moveaxis(extra, 1, 0)).reshape(n, m * p1)
-        rotated = np.moveaxis((np.asarray(st.t) @ flat).reshape(n, m, p1), 0, 1)
-        parts = []
-        for start in range(0, m, size):
-            x_rot = rotated[start : start + size]
-            if x_rot.shape[0] < size:
-                x_rot = np.concatenate([x_rot, np.repeat(x_rot[-1:], size - x_rot.shape[0], axis=0)])
-            out = rotated_fits(d, self._c_rot, x_rot, np.asarray(st.y_rot), method=self.method)
-            parts.append([np.asarray(a)[: min(size, m - start)] for a in out])
-        fits = RotatedFits(*(np.concatenate(a) for a in zip(*parts)))
-        loglik = fits.loglik - 0.5 * float(st.logdet_k2)
-        return FitOutput(fits.sigma2, fits.beta, fits.var_beta, loglik, fits.n_iter, fits.status)
 
-
-__all__ = ["EXACT_STOPPING", "PreparedModel", "choose_algorithm", "choose_structure", "mmest"]
+__all__ = ["EXACT_STOPPING", "PreparedModel", "RotatedFitter", "choose_algorithm", "choose_structure", "mmest"]

@@ -94,36 +94,17 @@ def run_gwas_example(out=None, fmt=None) -> None:
     print(f"genomic inflation lambda_GC = {a['lambda_gc']['trait1']:.3f}", file=out)
 
 
-_CACHE_OPTIONS = (
-    "jax_compilation_cache_dir",
-    "jax_persistent_cache_min_compile_time_secs",
-    "jax_persistent_cache_min_entry_size_bytes",
-)
-
-
 def _enable_compilation_cache() -> dict:
-    """Keep compiled programs between runs (``MM4LMM_JAX_CACHE``; empty disables).
+    """Keep compiled programs between runs (:func:`mm4lmm_jax.enable_compilation_cache`;
+    ``MM4LMM_JAX_CACHE=off`` disables).
 
     Returns the caller's settings, which :func:`main` puts back when the run ends: called
     in-process (a notebook, a test), a run leaves JAX's configuration as it found it."""
-    import os
+    from ._cache import cache_settings, enable_compilation_cache
 
-    import jax
-
-    before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
-    path = os.environ.get("MM4LMM_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mm4lmm_jax", "xla"))
-    if path:
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    before = cache_settings()
+    enable_compilation_cache()
     return before
-
-
-def _restore_config(settings: dict) -> None:
-    import jax
-
-    for name, value in settings.items():
-        jax.config.update(name, value)
 
 
 #: Endings of every file a scan writes (table formats, metadata, plots).
@@ -744,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "example":
         run_example()
         return 0
+    from ._cache import restore_settings
     from .errors import InputError
 
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
@@ -764,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {what}{kept}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     finally:
-        _restore_config(settings)
+        restore_settings(settings)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

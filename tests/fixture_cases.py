@@ -40,7 +40,8 @@ def _matrix(obj):
 
 
 def mmest_kwargs(case: dict) -> dict:
-    """The ``mmest`` arguments that reproduce the MM4LMM call of ``case``."""
+    """The ``mmest`` arguments that reproduce the MM4LMM call of ``case`` (MM's iterations:
+    ``algorithm="mm"``, also where tight criteria would choose the exact engines)."""
     a, inp = case["args"], case["inputs"]
     y = np.asarray(inp["y"], dtype=float)
     n = y.size
@@ -68,6 +69,7 @@ def mmest_kwargs(case: dict) -> dict:
         max_iter=a["max_iter"],
         henderson=a.get("henderson"),
         verbose=False,
+        algorithm="mm",
     )
     kind = a["cofactor_kind"]
     if kind == "matrix":

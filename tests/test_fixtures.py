@@ -2,12 +2,15 @@
 
 Tolerances (relative unless said):
 
-* tight cases (crit 1e-10): ``var_beta`` 1e-6, log-likelihood 1e-9, ``beta`` 1e-6 of
+* tight cases (crit 1e-10), by our MM replay and by the exact engine that ``"auto"`` picks
+  for tight marker scans: ``var_beta`` 2e-6, log-likelihood 1e-9, ``beta`` 1e-6 of
   ``max(|beta|, se)`` (a coefficient near 0 has no meaningful relative error), ``sigma2``
   2e-6.  The ReML likelihood is so flat at its optimum that two MM runs stopped by a
-  1e-10 log-likelihood change land up to ~1e-6 apart in ``sigma2``; ``test_optimum.py``
-  shows with an independent Newton solve that our point is at least as close to the exact
-  optimum as MM4LMM's (MM4LMM's own tight sigma2 sits up to 1e-6 from it).
+  1e-10 log-likelihood change land up to ~1e-6 apart in ``sigma2`` (and ``var_beta``,
+  a smooth function of it); ``test_optimum.py`` shows with an independent Newton solve that
+  our point is at least as close to the exact optimum as MM4LMM's (MM4LMM's own tight
+  sigma2 sits up to 1e-6 from it), and the exact engine's log-likelihood is never below
+  MM4LMM's.
 * ``*_default`` cases (crit 1e-3): we run MM4LMM's iteration scheme step for step, so
   ``sigma2`` and the iteration count match to 1e-9.  For K >= 3, MM4LMM reports ``beta``,
   ``VarBeta`` and ``LogLik`` at the point *before* its last MM update while its ``Sigma2``
@@ -66,18 +69,21 @@ def test_names_terms_and_model_order(fitted):
         assert fit.converged
 
 
+@pytest.mark.parametrize("algorithm", ["mm", "auto"])
 @pytest.mark.parametrize("name", TIGHT)
-def test_tight_cases_match(name):
+def test_tight_cases_match(name, algorithm):
     case = load_case(name)
-    res = mj.mmest(**mmest_kwargs(case))
+    res = mj.mmest(**{**mmest_kwargs(case), "algorithm": algorithm})
     for m in expected_models(case):
         fit = _fit_for(res, m)
         se = np.sqrt(np.diag(np.asarray(m["VarBeta"])))
         beta_ref = as_vector(m["Beta"])
         assert rel(fit.sigma2.to_numpy(), as_vector(m["Sigma2"])) < 2e-6, m["name"]
         assert np.all(np.abs(fit.beta.to_numpy() - beta_ref) <= 1e-6 * np.maximum(np.abs(beta_ref), se)), m["name"]
-        assert rel(fit.var_beta.to_numpy(), m["VarBeta"]) < 1e-6, m["name"]
+        assert rel(fit.var_beta.to_numpy(), m["VarBeta"]) < 2e-6, m["name"]
         assert rel(fit.loglik_mm4lmm, m["LogLik"]) < 1e-9, m["name"]
+        if res.algorithm == "newton":
+            assert fit.loglik_mm4lmm >= m["LogLik"] - 1e-12 * abs(m["LogLik"]), m["name"]
 
 
 @pytest.mark.parametrize("name", DEFAULT)

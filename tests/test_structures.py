@@ -151,7 +151,9 @@ def test_mmest_reports_each_models_status():
     import mm4lmm_jax as mj
 
     with pytest.warns(UserWarning):
-        res = mj.mmest(Y, x=X[:, 1:], var_list=[KIN, np.eye(N)], crit_var=1e-12, crit_loglik=1e-12, max_iter=2)
+        res = mj.mmest(
+            Y, x=X[:, 1:], var_list=[KIN, np.eye(N)], crit_var=1e-12, crit_loglik=1e-12, max_iter=2, algorithm="mm"
+        )
     assert res.status_array.tolist() == [Status.MAX_STEPS] and not res.converged_array[0]
     ok = mj.mmest(Y, var_list=[KIN, np.eye(N)], verbose=False)
     assert ok.status_array.tolist() == [Status.OK] and ok.converged_array.all()

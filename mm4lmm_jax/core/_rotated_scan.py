@@ -27,6 +27,11 @@ from ._iterate import Status
 from ._profile_scan import DELTA_BOUNDS, profile_loglik, weight_orders
 
 GRID_SIZE = 31
+#: ``delta`` range of fits that stand for unbounded ones (``mmest``): at ``delta = 1e-12``,
+#: ``V`` differs from the boundary fit's (``s_g = 0``) by a relative ``1e-12 max(d)`` at most;
+#: above ``1e5`` (an error variance 1e-5 of the kinship's) the profiled likelihood loses its
+#: digits to cancellation in ``y' P y`` (measured: spurious maxima at ``1e9`` under ML).
+EXACT_BOUNDS = (1e-12, 1e5)
 TOL = 1e-10
 MAX_ITER = 60
 
@@ -81,9 +86,10 @@ def _grid_values(grid, a, d, method: str):
     return _loglik(_tril(mats), slw[None], k, n, method)
 
 
-@partial(jax.jit, static_argnames=("method", "grid_size", "max_iter"))
+@partial(jax.jit, static_argnames=("method", "grid_size", "max_iter", "bounds"))
 def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int = GRID_SIZE,
-                 tol: float = TOL, max_iter: int = MAX_ITER) -> RotatedFits:  # fmt: skip
+                 tol: float = TOL, max_iter: int = MAX_ITER,
+                 bounds: tuple[float, float] = DELTA_BOUNDS) -> RotatedFits:  # fmt: skip
     """Exact fits of the models ``[C | X_m]``.
 
     Parameters
@@ -91,13 +97,15 @@ def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int
     d : (n,) kinship eigenvalues (>= 0).  c_rot : (n, c) rotated shared columns.
     x_rot : (m, n, p1) rotated marker columns of each model.  y_rot : (n,) rotated response.
     method : ``"reml"`` or ``"ml"``.
+    bounds : the range of ``delta = s_g / s_e`` searched (GEMMA's ``[1e-5, 1e5]`` by default;
+        :data:`EXACT_BOUNDS` where the optimum must be that of an unbounded fit).
     """
     m, n, p1 = x_rot.shape
     c = c_rot.shape[1]
     a = jnp.concatenate(
         [jnp.broadcast_to(c_rot, (m, n, c)), x_rot, jnp.broadcast_to(y_rot[:, None], (m, n, 1))], axis=2
     )
-    low, high = jnp.log(DELTA_BOUNDS[0]), jnp.log(DELTA_BOUNDS[1])
+    low, high = float(np.log(bounds[0])), float(np.log(bounds[1]))
     grid = jnp.linspace(low, high, grid_size)
     values = _grid_values(grid, a, d, method)
     values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
@@ -130,10 +138,14 @@ def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int
 
     init = (t0, t0, jnp.full(m, -jnp.inf), jnp.zeros(m, bool), jnp.zeros(m, jnp.int32))
     t, _, _, done, it = jax.lax.while_loop(cond, body, init)
-    # estimates at the optimum
+    return _estimates(t, a, d, c + p1, method, done, it)
+
+
+def _estimates(t, a, d, p: int, method: str, done, n_iter) -> RotatedFits:
+    """Every estimate of the models ``a = [X | y]`` (m, n, p + 1) at ``t = log delta`` (m,)."""
+    n = a.shape[1]
     w = 1.0 / (jnp.exp(t)[:, None] * d[None] + 1.0)
     mat = jnp.einsum("mnk,mn,mnl->mkl", a, w, a)
-    p = c + p1
     xwx, xwy, ywy = mat[:, :p, :p], mat[:, :p, p], mat[:, p, p]
     inv = jnp.linalg.inv(xwx)
     beta = jnp.einsum("mij,mj->mi", inv, xwy)
@@ -143,7 +155,7 @@ def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int
     s_g = jnp.exp(t) * s_e
     finite = jnp.isfinite(ll) & jnp.all(jnp.isfinite(beta), axis=1) & (s_e > 0)
     status = jnp.where(~finite, Status.NONFINITE, jnp.where(done, Status.OK, Status.MAX_STEPS)).astype(jnp.int32)
-    return RotatedFits(t, jnp.stack([s_g, s_e], axis=1), beta, s_e[:, None, None] * inv, ll, it, status)
+    return RotatedFits(t, jnp.stack([s_g, s_e], axis=1), beta, s_e[:, None, None] * inv, ll, n_iter, status)
 
 
-__all__ = ["RotatedFits", "rotated_fits"]
+__all__ = ["EXACT_BOUNDS", "RotatedFits", "rotated_fits"]

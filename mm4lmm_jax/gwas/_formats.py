@@ -392,13 +392,17 @@ def open_bgen(path: str | os.PathLike, sample: str | os.PathLike | None = None, 
 
 def _metafile(bgen, path: Path) -> str:
     """The path of a metafile (variant offsets) for ``path``: in the cache folder
-    (``MM4LMM_JAX_CACHE``, else ``~/.cache/mm4lmm_jax``) under a digest of the file's path, size
-    and time, else beside the file; made now if absent."""
+    (:func:`mm4lmm_jax.enable_compilation_cache`'s directory, ``bgen/``) under a digest of the
+    file's path, size and time, else beside the file; made now if absent."""
     import hashlib
 
-    cache = os.environ.get("MM4LMM_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mm4lmm_jax")
+    from .._cache import default_cache_dir
+
+    cache = default_cache_dir()
     digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()
-    candidates = [Path(cache) / "bgen" / f"{digest[:24]}.metafile", Path(str(path) + ".metafile")]
+    candidates = [Path(str(path) + ".metafile")]
+    if cache is not None:
+        candidates.insert(0, cache / "bgen" / f"{digest[:24]}.metafile")
     for meta in candidates:
         if meta.exists() and meta.stat().st_mtime_ns >= path.stat().st_mtime_ns:
             return str(meta)

@@ -329,7 +329,7 @@ def marker_designs(x, spec: CofactorSpec, n: int) -> MarkerDesigns:
         if arr.ndim != 2:
             raise ValueError(f"x must be a matrix (n x markers), got shape {arr.shape}")
         numeric = arr.dtype.kind in "fiub"
-        values = arr.astype(float) if numeric else arr.astype(str).astype(object)
+        values = arr.astype(float, copy=False) if numeric else arr.astype(str).astype(object)
         names = [f"X{j + 1}" for j in range(arr.shape[1])]
     if values.shape[0] != n:
         raise ValueError(f"x has {values.shape[0]} rows but y has {n} observations")
@@ -364,11 +364,21 @@ def _appended(values: np.ndarray, names: list[str], spec: CofactorSpec, terms: l
     labels = [t for t in full_order if t != "0"]
     base = _relabelled(null_design(spec, (XNAME,)), labels)
     q, _ = np.linalg.qr(base.matrix)
-    resid = values - q @ (q.T @ values)
-    alias = np.linalg.norm(resid, axis=0) <= ALIAS_TOL * np.linalg.norm(values, axis=0)
+    # |residual|^2 = |x|^2 - |Q'x|^2 without an (n, m) residual; the columns near the
+    # threshold, where that difference loses digits, are checked on their residual itself
+    sq = np.einsum("ij,ij->j", values, values)
+    proj = q.T @ values
+    approx = np.clip(sq - np.einsum("ij,ij->j", proj, proj), 0.0, None)
+    alias = approx <= (1e4 * ALIAS_TOL) ** 2 * sq
+    if alias.any():
+        near = values[:, alias]
+        exact = np.linalg.norm(near - q @ (q.T @ near), axis=0) <= ALIAS_TOL * np.linalg.norm(near, axis=0)
+        alias[np.where(alias)[0]] = exact
     for j in np.where(alias)[0]:
         _warn_dropped(names[j], [XNAME])
-    extra = values.T[:, :, None].copy()
+    # our own copy (the caller may change ``x`` later), contiguous as given: (m, n, 1) is a
+    # view of it, so the fitters' slabs (n, k) read contiguous rows
+    extra = np.array(values, dtype=float, order="C").T[:, :, None]
     x_attr = labels.index(XNAME) + 1
     if alias.any():
         return _per_model_from_appended(base, extra, names, alias, x_attr)

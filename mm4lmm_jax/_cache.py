@@ -12,8 +12,11 @@ next script, the CLI) loads the compiled programs instead of compiling them agai
 * A cache the user configured for JAX (``JAX_COMPILATION_CACHE_DIR`` or
   ``jax.config.update("jax_compilation_cache_dir", ...)`` before the import) is kept as it is.
 
-The cache stores each program compiled in 0.2 s or more, keyed by JAX on the program, the
-JAX version and the device, so a stale entry is never used.
+The cache stores every compiled program, keyed by JAX on the program, the JAX version and
+the device, so a stale entry is never used: the few dozen small programs of a fit's set-up
+load faster than they compile (first K = 3 scan of a fresh process with a filled cache:
+2.9 s against 3.7 s when only programs over 0.2 s of compilation were kept; bench/README.md).
+It has no size limit: delete the directory to reclaim the space (a few MB per data shape).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ OPTIONS = (
     "jax_persistent_cache_min_entry_size_bytes",
 )
 #: Programs compiled faster than this are not stored (JAX's default is 1 s).
-MIN_COMPILE_TIME_S = 0.2
+MIN_COMPILE_TIME_S = 0.0
 _OFF = {"", "0", "off", "false", "no", "none"}
 
 

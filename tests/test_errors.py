@@ -165,6 +165,8 @@ def test_constant_cofactor_is_dropped_with_a_warning_and_constant_y_is_an_error(
     with _w.catch_warnings():
         _w.simplefilter("error", RankDeficiencyWarning)
         mj.mmest(y, cofactor=cof[["age"]], var_list={"K": k, "E": np.eye(n)}, verbose=False)
+        # no cofactor: MM4LMM's implicit column of ones is dropped without a word
+        mj.mmest(y, x=rng.normal(size=(n, 2)), var_list={"K": k, "E": np.eye(n)}, verbose=False)
     y2 = np.full(n, 2.0)
     y2[3] = np.nan
     with pytest.raises(ValueError, match="y is constant"):

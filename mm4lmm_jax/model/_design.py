@@ -238,6 +238,8 @@ class CofactorSpec:
     frame: pd.DataFrame
     names: list[str]
     formula: str | None
+    #: no cofactor was given: ``V1`` is MM4LMM's column of ones, dropped silently
+    implicit: bool = False
 
 
 def cofactor_frame(cofactor, n: int, formula: str | None) -> CofactorSpec:
@@ -266,7 +268,7 @@ def cofactor_frame(cofactor, n: int, formula: str | None) -> CofactorSpec:
             raise ValueError(f"cofactor column {col!r} has missing values; drop those individuals first")
         if s.dtype.kind in "fc" and not np.isfinite(s.to_numpy()).all():
             raise ValueError(f"cofactor column {col!r} has infinite values")
-    return CofactorSpec(frame, list(frame.columns), formula)
+    return CofactorSpec(frame, list(frame.columns), formula, implicit=cofactor is None)
 
 
 def null_design(spec: CofactorSpec, x_terms: Sequence[str] = ()) -> Design:
@@ -287,7 +289,7 @@ def null_design(spec: CofactorSpec, x_terms: Sequence[str] = ()) -> Design:
             f"is rank-deficient: column(s) {bad} are linear combinations of the others; remove them"
         )
     constant = [nm for nm in d.dropped if nm != "(Intercept)" and _is_constant(spec.frame, nm)]
-    if constant:
+    if constant and not spec.implicit:
         warnings.warn(
             f"cofactor column(s) {constant} are constant, hence aliased with the intercept, and were dropped "
             "(as MM4LMM does)",

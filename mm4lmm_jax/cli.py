@@ -598,7 +598,7 @@ def _add_gwas_parser(sub) -> None:
         help="kr: also Kenward-Roger F tests (f_kr, ddf_kr, p_kr) per marker or set",
     )
     p.add_argument("--lrt", action="store_true", help="also fit ML models and report the likelihood-ratio test")
-    p.add_argument("--chunk-size", type=int, default=2048, metavar="N", help="markers per block (default 2048)")
+    p.add_argument("--chunk-size", type=int, default=2048, metavar="N", help="markers or sets per block (default 2048)")
     p.add_argument("--float64", action="store_true", help="rotate genotypes in float64 (default float32)")
     p.add_argument("--devices", type=int, metavar="N", help="local JAX devices to use (default: all)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run blocks on a Dask cluster (scheduler address)")

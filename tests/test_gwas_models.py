@@ -318,6 +318,17 @@ def test_killed_model_scan_resumes_from_its_checkpoint(data, tmp_path):
     pd.testing.assert_frame_equal(first, again)
     with pytest.raises(InputError, match="other inputs"):
         _scan(data, checkpoint=tmp_path / "ck", **{**kw, "gxe": "c", "covar_names": ["c", "env"]})
+    # set scans: batches of chunk_size sets, each saved; a lost batch is refitted, the rest read
+    (tmp_path / "sets.txt").write_text("".join(f"s{i} rs{i + 1} rs{i + 2}\n" for i in range(0, 30, 3)) + "one rs40\n")
+    kw = dict(kinship=data["root"] / "ka.npy", covar_names=["c"], sets=tmp_path / "sets.txt", chunk_size=4)
+    first = _scan(data, checkpoint=tmp_path / "sk", **kw)
+    blocks = sorted((tmp_path / "sk").glob("*.npz"))
+    assert len(blocks) == 3 and len(first) == 11 and (first.status == "ok").all()
+    blocks[0].unlink()
+    again = _scan(data, checkpoint=tmp_path / "sk", **kw)
+    assert again.attrs["n_blocks_resumed"] == 2
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_frame_equal(first, _scan(data, **kw))
 
 
 def test_hybrid_kinships_given_as_n_by_n_equal_mmest_with_incidences(data):

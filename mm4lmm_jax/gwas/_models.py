@@ -479,7 +479,9 @@ def model_scan(
                         )
                     else:
                         chosen = [s for s in sets if label == "all" or np.isin(s[1], idx).all()]
-                        parts += _scan_sets(source, rows, chosen, fitted, basis, opts, trait)
+                        if store is not None:
+                            store.scope = f"{trait}.{label}.sets."
+                        parts += _scan_sets(store, source, rows, chosen, fitted, basis, opts, block, trait, progress)
     finally:
         for k in readers:
             if isinstance(k, KinshipRead):
@@ -581,8 +583,52 @@ def _fit_block(source, rows, sel, fitted: _Trait, environment, basis, opts, cnam
     return out, status, af, n_miss
 
 
-def _scan_sets(source, rows, sets, fitted: _Trait, basis, opts, trait):
-    """One trait's set models (the set's markers enter together): result frames."""
+def _scan_sets(store, source, rows, sets, fitted: _Trait, basis, opts, block, trait, progress):
+    """One trait's set models (the set's markers enter together), ``block`` sets at a time
+    (each batch checkpointed when ``store`` is given): result frames."""
+    bar = progress_bar(len(sets), progress, f"gwas {trait} (sets)")
+    frames = []
+    try:
+        for start in range(0, len(sets), block):
+            batch = sets[start : start + block]
+            run = (start, start + len(batch))
+            saved = store.load(run) if store is not None else None
+            if saved is None:
+                frame = _fit_sets(source, rows, batch, fitted, basis, opts, trait)
+                if store is not None:
+                    store.save(run, _frame_arrays(frame))
+            else:
+                frame = _array_frame(saved)
+            frames.append(frame)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    return frames
+
+
+def _frame_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A result frame as plain arrays for a checkpoint (text columns as fixed-width text)."""
+    text = [c for c in frame if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
+    if any(pd.api.types.infer_dtype(frame[c], skipna=False) != "string" for c in text):
+        raise TypeError(f"checkpointed columns must be numbers, flags or text: {text}")  # a bug, not an input
+    cols = {f"c{i}": frame[c].to_numpy(dtype=str if c in text else None) for i, c in enumerate(frame)}
+    return {**cols, "columns": np.array(list(frame.columns), dtype=str)}
+
+
+def _array_frame(saved: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The frame :func:`_frame_arrays` saved."""
+    names = saved.pop("columns").tolist()
+    data = {}
+    for i, name in enumerate(names):
+        col = saved[f"c{i}"]
+        data[name] = col.tolist() if col.dtype.kind == "U" else col
+    return pd.DataFrame(data)
+
+
+def _fit_sets(source, rows, sets, fitted: _Trait, basis, opts, trait) -> pd.DataFrame:
+    """The set models of ``sets``: one frame, one row per set in their order."""
     n = rows.size
     records = []
     by_size: dict[int, list] = {}
@@ -616,12 +662,13 @@ def _scan_sets(source, rows, sets, fitted: _Trait, basis, opts, trait):
         lone = frame["status_code"].notna()
         frame.loc[lone, "status"] = [STATUS_TEXT[int(c)] for c in frame.loc[lone, "status_code"]]
         frame.loc[lone, "converged"] = False
+        frame["converged"] = frame["converged"].astype(bool)
         frame = frame.drop(columns="status_code")
     order = {nm: i for i, (nm, _, _) in enumerate(sets)}
     frame = frame.sort_values("set", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     frame.insert(0, "trait", trait)
     frame.insert(2, "n", n)
-    return [frame]
+    return frame
 
 
 def _read_set(source: GenotypeSource, rows: np.ndarray, idx: np.ndarray) -> np.ndarray:

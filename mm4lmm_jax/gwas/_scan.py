@@ -489,7 +489,7 @@ def gwas(
         IDs per line) or a mapping name -> marker IDs: one joint test per set (df = its
         markers); ``test="kr"`` adds Kenward-Roger ``f_kr``, ``ddf_kr``, ``p_kr``.  One
         ``sigma2_<name>`` column per component.  Not with ``client``; ``checkpoint`` saves
-        marker blocks (not set scans).
+        blocks of ``chunk_size`` markers or sets.
 
     Returns
     -------

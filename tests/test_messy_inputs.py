@@ -319,3 +319,26 @@ def test_covariate_problems_name_the_column_and_the_traits(data):
     traits = pd.DataFrame({"a": y, "b": np.where(sex == 1, y, np.nan)})  # b observed on one sex only
     with pytest.raises(InputError, match=r"'sex' is constant over the 120 analysed .* of trait\(s\) \['b'\]"):
         _scan(traits, g, kin, pd.DataFrame({"sex": sex}))
+
+
+def test_float32_inputs_rounded_for_their_spread_warn_naming_the_column(data):
+    """A date coded yyyymmdd in float32 (steps of 2 for a spread of ~100 days) or a float32
+    trait with a large offset: an InputWarning naming the column, in gwas() and mmest(); a
+    float32 age-like covariate, and the same date in float64, pass silently."""
+    y, g, kin, days = data
+    date32 = (20230101.0 + days).astype(np.float32)
+    age32 = (30.0 + days / 10).astype(np.float32)
+    cov = pd.DataFrame({"date": date32, "age": age32})
+    with pytest.warns(InputWarning, match="covariate 'date' is float32") as record:
+        mj.gwas(y, g[:, :4], kinship=kin, covariates=cov, progress=False)
+    assert not [w for w in record if "'age'" in str(w.message)]
+    with pytest.warns(InputWarning, match="phenotype .* is float32"):
+        mj.gwas((y + 1e5).astype(np.float32), g[:, :4], kinship=kin, progress=False)
+    with pytest.warns(InputWarning, match="cofactor 'date' is float32"):
+        mj.mmest(y, cofactor=cov, var_list=[kin, np.eye(N)], verbose=False)
+    with pytest.warns(InputWarning, match="response 'y' is float32"):
+        mj.mmest((y + 1e5).astype(np.float32), var_list=[kin, np.eye(N)], verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        mj.gwas(y, g[:, :4], kinship=kin, covariates=cov.assign(date=date32.astype(float)), progress=False)
+        mj.mmest(y, cofactor=cov[["age"]], var_list=[kin, np.eye(N)], verbose=False)

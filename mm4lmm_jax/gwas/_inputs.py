@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .._precision import check_float32_rounding
 from ..errors import InputWarning, KinshipWarning
 from ._formats import open_genotypes
 from ._io import ArraySource, GenotypeSource, InputError, KinshipRead, array_source, checked_symmetric, read_table
@@ -26,6 +27,20 @@ def genotype_source(genotypes, sample_ids) -> GenotypeSource:
     return array_source(genotypes, sample_ids=sample_ids)
 
 
+def _check_precision(table, what: str, names: Sequence[str] | None) -> None:
+    """:func:`check_float32_rounding` of the columns ``names`` (default: all) of an in-memory table."""
+    if isinstance(table, pd.DataFrame):
+        for col in names or table.columns:
+            if col not in table.columns:
+                continue  # align_table names the missing column
+            check_float32_rounding(table[col].to_numpy(), str(col), what, stacklevel=5)
+    elif isinstance(table, (pd.Series, np.ndarray)):
+        arr = np.asarray(table)
+        cols = arr.reshape(arr.shape[0], -1).T if arr.ndim else []
+        for j, col in enumerate(cols):
+            check_float32_rounding(col, getattr(table, "name", None) or f"{what} column {j + 1}", what, stacklevel=5)
+
+
 def align_table(
     table, source: GenotypeSource, what: str, names: Sequence[str] | None, numeric: bool = True
 ) -> tuple[pd.DataFrame, int]:
@@ -33,6 +48,8 @@ def align_table(
     NaN where absent), its columns restricted to ``names`` (numbers, or the values as read
     when not ``numeric``); and how many of its individuals are not among the genotyped."""
     n = source.n
+    if numeric:
+        _check_precision(table, what, names)
     iid = source.iid.astype(str)
     key_source = pd.MultiIndex.from_arrays([iid if source.fid is None else source.fid.astype(str), iid])
     if isinstance(table, (str, os.PathLike)):

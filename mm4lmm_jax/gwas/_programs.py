@@ -1,6 +1,7 @@
 """Compiled programs of a scan, kept between runs.
 
-With a compilation cache directory configured (the CLI sets one), a program is exported
+With a compilation cache directory configured (``import mm4lmm_jax`` sets one, see
+:mod:`mm4lmm_jax._cache`), a program is exported
 (:mod:`jax.export`, StableHLO) the first time and loaded from disk afterwards, so a new
 process skips tracing the Python code; XLA's compilation cache then skips compiling it.
 The file name holds a digest of the package version, the JAX and Python versions, the source

@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from .._precision import check_float32_rounding
 from ..core._structures import is_identity
 from ..errors import MissingDataWarning
 
@@ -38,6 +39,7 @@ def as_response(y) -> tuple[np.ndarray, list[str] | None]:
         if not isinstance(y.index, pd.RangeIndex):
             names = [str(i) for i in y.index]
         y = y.to_numpy()
+    check_float32_rounding(y, "y", "response", stacklevel=4)
     try:
         arr = np.asarray(y, dtype=float)
     except (TypeError, ValueError) as exc:

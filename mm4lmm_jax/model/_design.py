@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from .._precision import check_float32_rounding
 from ..errors import RankDeficiencyWarning
 
 XNAME = "Xeffect"
@@ -262,6 +263,15 @@ def cofactor_frame(cofactor, n: int, formula: str | None) -> CofactorSpec:
             frame = frame.astype(float)
     if len(frame) != n:
         raise ValueError(f"cofactor has {len(frame)} rows but y has {n} observations")
+    if isinstance(cofactor, pd.DataFrame):
+        given = [cofactor[c].to_numpy() for c in cofactor.columns]
+    elif isinstance(cofactor, pd.Series):
+        given = [cofactor.to_numpy()]
+    else:
+        arr = np.asarray(cofactor) if cofactor is not None else np.empty((n, 0))
+        given = list(arr.reshape(n, -1).T)
+    for col, values in zip(frame.columns, given):  # the values as given, before any cast
+        check_float32_rounding(values, str(col), "cofactor", stacklevel=4)
     for col in frame.columns:
         s = frame[col]
         if s.isna().any():

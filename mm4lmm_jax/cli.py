@@ -227,6 +227,9 @@ def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught, args) ->
     for w in caught:
         log.line(f"warning: {w.category.__name__}: {w.message}")
     log.line("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+    steps = res.attrs.get("timings") or {}
+    if steps:  # where the scan's time went (wall seconds; the programs load while the kinship is read)
+        log.line("  scan steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
 
 
 def _kinship_argument(args):

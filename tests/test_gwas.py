@@ -510,6 +510,9 @@ def test_cli_writes_results_and_plots(plink, tmp_path, capsys):
     log = Path(f"{out}.log").read_text()
     assert "null model" in log and "pve = " in log and "lambda_GC" in log and "\ncompleted: " in log
     assert "(200 individuals, 300 markers)" in log and "command: mm4lmm gwas --bfile" in log
+    steps = log.split("scan steps: ")[1].splitlines()[0]  # where the time went, per step
+    for step in ("kinship", "eigendecomposition", "programs (compile or load)", "null models", "marker blocks"):
+        assert step in steps
     assert not Path(f"{out}.checkpoint").exists() and not list(tmp_path.glob("*.tmp*"))
 
 

@@ -3,8 +3,10 @@ files or arrays, with LOCO kinships, several traits, local devices and Dask work
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -501,8 +503,9 @@ def gwas(
     evaluations), converged, status (``ok``, ``all missing``, ``monomorphic``, ``collinear
     with covariates``, ``not converged``; every number of a row that is not ``ok`` is NaN).
     ``attrs`` holds the metadata: individuals analysed per trait and dropped, imputation,
-    kinship, null models, and the genomic inflation ``lambda_gc`` per trait (``ok`` rows only;
-    their count in ``lambda_gc_n``).
+    kinship, null models, the genomic inflation ``lambda_gc`` per trait (``ok`` rows only;
+    their count in ``lambda_gc_n``), and ``timings``: wall seconds per step of the one-kinship
+    scan (kinship, eigendecomposition, programs, null models, marker blocks, float64 refits).
     """
     kinships = tuple(kinship) if isinstance(kinship, (list, tuple)) else (kinship,)
     if isinstance(sets, (str, os.PathLike)):
@@ -692,6 +695,7 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
     spectra: dict = {}
     patterns = plan.patterns
     c = patterns[0].design.x.shape[1]
+    clock = _StepClock()
     try:
         _import_host_libraries(source)
         # The programs load (holding the GIL much of the time) while the kinship is parsed (by
@@ -706,7 +710,11 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
             descriptions = descriptions or [g[3] for g in groups]
             units = pat.units()
             for label, idx, kin_fn, _ in groups:
-                d, u = eigh(kin_fn(opts.rotation_dtype), opts.rotation_dtype)  # overlaps with loading the programs
+                with clock("kinship"):
+                    kin = kin_fn(opts.rotation_dtype)
+                with clock("eigendecomposition"):
+                    d, u = eigh(kin, opts.rotation_dtype)  # overlaps with loading the programs
+                del kin
                 name = "kinship" if label == "all" else f"kinship without chromosome {label}"
                 if isinstance(reading, KinshipRead):
                     name = f"kinship file {reading.path}"
@@ -716,16 +724,21 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
                 spectra[(tuple(pat.traits), label)] = spectrum
                 if bar is None:  # once the first kinship is read and checked (a bad file ends without a bar)
                     bar = progress_bar(source.m * len(patterns), progress, "gwas")
-                block_compiled, nulls_compiled = programs[(pat.n, len(pat.traits))].get()
-                const, u, nulls, c_rot, y_rot = _constants(d, u, pat.design.x, pat.y.y, opts, nulls_compiled)
+                with clock("programs (compile or load)"):
+                    block_compiled, nulls_compiled = programs[(pat.n, len(pat.traits))].get()
+                with clock("null models"):
+                    const, u, nulls, c_rot, y_rot = _constants(d, u, pat.design.x, pat.y.y, opts, nulls_compiled)
                 _null_report(nulls_meta, label, pat, nulls, d, c_rot, y_rot)
                 runs = contiguous_runs(idx, block_size)
                 job = BlockJob(
                     source, pat.rows, runs, u, const, units, opts, block_size, block_compiled,
                     f"{'+'.join(pat.traits)}.{label}.",
                 )  # fmt: skip
-                blocks = executor.run(job, bar)
-                _refit_group(source, pat, runs, blocks, kin_fn, (u, const), opts, programs[(pat.n, len(pat.traits))])
+                with clock("marker blocks (read, rotate, fit)"):
+                    blocks = executor.run(job, bar)
+                prepared = programs[(pat.n, len(pat.traits))]
+                with clock("float64 refits"):
+                    _refit_group(source, pat, runs, blocks, kin_fn, (u, const), opts, prepared)
                 df = residual_df(const)
                 del u, const, job
                 mean_d = float(np.mean(d))
@@ -767,8 +780,24 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
         status_counts={t: _counts(part["status"]) for t, part in by_trait.items()},
         lambda_gc={t: genomic_inflation(part["stat"].where(part["status"] == "ok")) for t, part in by_trait.items()},
         lambda_gc_n={t: int((part["status"] == "ok").sum()) for t, part in by_trait.items()},
+        timings=clock.seconds,
     )
     return ScanResult(frame, meta, traits)
+
+
+class _StepClock:
+    """Wall seconds spent in each named step of a scan (summed over patterns and LOCO groups)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
 
 
 def _counts(status: pd.Series) -> dict[str, int]:

@@ -117,15 +117,16 @@ def _outputs(prefix: str) -> list[str]:
     """Every file a scan with this prefix may have written (for the stale-output clean-up):
     ``PREFIX<ending>`` and ``PREFIX.<trait><ending>``."""
     names = [f"{prefix}{e}" for e in _OUTPUT_ENDINGS]
-    folder = os.path.dirname(prefix) or "."
+    folder = os.path.dirname(prefix)
     base = os.path.basename(prefix)
-    if os.path.isdir(folder):
+    if os.path.isdir(folder or "."):
         names += [
             os.path.join(folder, f)
-            for f in os.listdir(folder)
-            if f.startswith(base + ".") and f.endswith(_OUTPUT_ENDINGS) and os.path.join(folder, f) not in names
+            for f in os.listdir(folder or ".")
+            if f.startswith(base + ".") and f.endswith(_OUTPUT_ENDINGS)
         ]
-    return names
+    seen: set[str] = set()  # one entry per file, however its path is spelled
+    return [f for f in names if not (os.path.normpath(f) in seen or seen.add(os.path.normpath(f)))]
 
 
 def _split_out(out: str) -> tuple[str, bool]:

@@ -52,6 +52,19 @@ def test_failed_run_leaves_no_stale_output_and_says_so_in_the_log(plink, tmp_pat
     assert "removed the previous run's output" in log and "NOT completed" in log and "\ncompleted: " not in log
 
 
+def test_a_rerun_with_a_bare_prefix_replaces_the_previous_output(plink, tmp_path, monkeypatch, capsys):
+    """``--out scan`` (no folder) run twice in the working directory: the second run removes the
+    first run's files once each and completes (it used to list ``scan.tsv`` twice, as
+    ``scan.tsv`` and ``./scan.tsv``, and fail removing it the second time)."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(_args(plink, "scan")) == 0
+    first = Path("scan.tsv").read_text()
+    assert cli.main(_args(plink, "scan")) == 0
+    assert Path("scan.tsv").read_text() == first
+    assert "removed the previous run's output: scan.tsv" in Path("scan.log").read_text()
+    capsys.readouterr()
+
+
 def test_a_full_disk_during_the_write_leaves_no_truncated_file(plink, tmp_path, capsys, monkeypatch):
     from mm4lmm_jax.gwas import _outputs as io  # the CLI's table writer
 

@@ -706,7 +706,8 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
                 programs[key] = _Programs(opts, block_size, pat.n, c, len(pat.traits), executor.n_devices, rotate)
         descriptions = None
         for pat in patterns:
-            groups = kinship_groups(reading, source, pat.rows, plan.loco, block_size, progress, plan.grm_kind)
+            with clock("kinship"):  # the GRM from the markers is computed here; a file is parsed in kin_fn
+                groups = kinship_groups(reading, source, pat.rows, plan.loco, block_size, progress, plan.grm_kind)
             descriptions = descriptions or [g[3] for g in groups]
             units = pat.units()
             for label, idx, kin_fn, _ in groups:

@@ -70,7 +70,7 @@ def main() -> None:
         rows["JAMMA -k text -lmm 1"] = timed(["jamma", "-bfile", "sim", "-k", "kin.cXX.txt", "-lmm", "1", "-o", "jamma",
                                               *common], root)  # fmt: skip
         k = timed(["jamma", "-bfile", "sim", "-gk", "1", "-o", "jk", *common], root)
-        s = timed(["jamma", "-bfile", "sim", "-k", "out/jk.cXX.txt", "-lmm", "1", "-o", "jk", *common], root)
+        s = timed(["jamma", "-bfile", "sim", "-k", "out/jk.cXX.npy", "-lmm", "1", "-o", "jk", *common], root)
         rows["JAMMA -gk 1, then -lmm 1"] = (k[0] + s[0], max(k[1], s[1]))
     shutil.rmtree(cache, ignore_errors=True)
 

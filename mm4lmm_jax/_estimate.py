@@ -212,12 +212,8 @@ def mmest(
     sigma0 = init if init is not None else np.full(k, np.var(y_arr, ddof=1) / k)
     empty = np.zeros((1, n, 0))
     if markers is None or init is None:
-        if rotated:
-            null_fit = fitter.fit_null(null.matrix)
-        else:
-            null_fit = _fit_null(
-                _MMFitter(structure, method, stopping), fitter if newton else None, null.matrix, empty, sigma0
-            )
+        exact = fitter if (newton or rotated) else None
+        null_fit = _fit_null(_MMFitter(structure, method, stopping), exact, null.matrix, empty, sigma0)
         _check_finite(null_fit, ["NullModel"])
     if markers is None:
         return _result(
@@ -324,9 +320,9 @@ class _MMFitter:
         )
 
 
-def _fit_null(mm: _MMFitter, newton: NewtonFitPath | None, design, empty, sigma0) -> FitOutput:
-    """The null model by MM, or by exact Newton (started from MM's fit if it fails from
-    ``sigma0``)."""
+def _fit_null(mm: _MMFitter, newton: NewtonFitPath | RotatedFitter | None, design, empty, sigma0) -> FitOutput:
+    """The null model by MM, or by an exact fitter (started from MM's fit if it fails from
+    ``sigma0``; :class:`RotatedFitter` ignores the start)."""
     if newton is None:
         return mm.fit(design, empty, sigma0)
     fit = newton.fit_null(design, sigma0)

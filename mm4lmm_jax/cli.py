@@ -125,8 +125,7 @@ def _outputs(prefix: str) -> list[str]:
             for f in os.listdir(folder or ".")
             if f.startswith(base + ".") and f.endswith(_OUTPUT_ENDINGS)
         ]
-    seen: set[str] = set()  # one entry per file, however its path is spelled
-    return [f for f in names if not (os.path.normpath(f) in seen or seen.add(os.path.normpath(f)))]
+    return list(dict.fromkeys(os.path.normpath(f) for f in names))  # one entry per file, however spelled
 
 
 def _split_out(out: str) -> tuple[str, bool]:

@@ -530,31 +530,43 @@ def _scan_markers(store, source, rows, idx, fitted: _Trait, environment, basis, 
     env, env_names, _ = environment
     n = rows.size
     cnames = ["marker", *([f"marker:{e}" for e in env_names] if env is not None else [])]
-    bar = progress_bar(idx.size, progress, f"gwas {trait}")
+    blocks = []
+    for start in range(0, idx.size, block):
+        sel = idx[start : start + block]
+        blocks.append(((int(sel[0]), int(sel[-1]) + 1), sel, sel.size))
+
+    def compute(sel):
+        out, status, af, n_miss = _fit_block(source, rows, sel, fitted, environment, basis, opts, cnames)
+        return {**out, "pre_status": status, "af": af, "n_miss": n_miss}
+
     frames = []
+    for sel, saved in _resumable(store, blocks, compute, progress_bar(idx.size, progress, f"gwas {trait}")):
+        status, af, n_miss = saved.pop("pre_status"), saved.pop("af"), saved.pop("n_miss")
+        out = _masked(dict(saved), status)
+        snps = source.snps.iloc[sel].reset_index(drop=True)[SNP_COLUMNS]
+        frame = pd.concat([snps, pd.DataFrame({"af": af, "n": n, "n_miss": n_miss, **out})], axis=1)
+        frame.insert(0, "trait", trait)
+        frames.append(frame)
+    return frames
+
+
+def _resumable(store, blocks, compute, bar):
+    """For each block ``(key, item, size)``: ``item`` and its arrays, from the checkpoint
+    ``store`` under ``key``, else ``compute(item)`` (then saved there); ``bar`` advanced by
+    ``size`` per block and closed at the end."""
     try:
-        for start in range(0, idx.size, block):
-            sel = idx[start : start + block]
-            run = (int(sel[0]), int(sel[-1]) + 1)
-            saved = store.load(run) if store is not None else None
+        for key, item, size in blocks:
+            saved = store.load(key) if store is not None else None
             if saved is None:
-                out, status, af, n_miss = _fit_block(source, rows, sel, fitted, environment, basis, opts, cnames)
+                saved = compute(item)
                 if store is not None:
-                    store.save(run, {**out, "pre_status": status, "af": af, "n_miss": n_miss})
-            else:
-                status, af, n_miss = saved.pop("pre_status"), saved.pop("af"), saved.pop("n_miss")
-                out = saved
-            out = _masked(dict(out), status)
-            snps = source.snps.iloc[sel].reset_index(drop=True)[SNP_COLUMNS]
-            frame = pd.concat([snps, pd.DataFrame({"af": af, "n": n, "n_miss": n_miss, **out})], axis=1)
-            frame.insert(0, "trait", trait)
-            frames.append(frame)
+                    store.save(key, saved)
+            yield item, saved
             if bar is not None:
-                bar.update(sel.size)
+                bar.update(size)
     finally:
         if bar is not None:
             bar.close()
-    return frames
 
 
 def _fit_block(source, rows, sel, fitted: _Trait, environment, basis, opts, cnames):
@@ -586,26 +598,15 @@ def _fit_block(source, rows, sel, fitted: _Trait, environment, basis, opts, cnam
 def _scan_sets(store, source, rows, sets, fitted: _Trait, basis, opts, block, trait, progress):
     """One trait's set models (the set's markers enter together), ``block`` sets at a time
     (each batch checkpointed when ``store`` is given): result frames."""
+    batches = [sets[start : start + block] for start in range(0, len(sets), block)]
+    blocks = [((start, start + len(b)), b, len(b)) for start, b in zip(range(0, len(sets), block), batches)]
+
+    def compute(batch):
+        return _frame_arrays(_fit_sets(source, rows, batch, fitted, basis, opts, trait))
+
     bar = progress_bar(len(sets), progress, f"gwas {trait} (sets)")
-    frames = []
-    try:
-        for start in range(0, len(sets), block):
-            batch = sets[start : start + block]
-            run = (start, start + len(batch))
-            saved = store.load(run) if store is not None else None
-            if saved is None:
-                frame = _fit_sets(source, rows, batch, fitted, basis, opts, trait)
-                if store is not None:
-                    store.save(run, _frame_arrays(frame))
-            else:
-                frame = _array_frame(saved)
-            frames.append(frame)
-            if bar is not None:
-                bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
-    return frames
+    # fresh and resumed batches go through the same arrays, so a resumed table equals a fresh one
+    return [_array_frame(saved) for _, saved in _resumable(store, blocks, compute, bar)]
 
 
 def _frame_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:

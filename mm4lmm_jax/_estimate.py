@@ -271,7 +271,11 @@ class RotatedFitter:
         extra = np.asarray(extra, dtype=float)
         m, n, p1 = extra.shape
         size = min(chunk_size or self.chunk, max(1, 1 << max(m - 1, 0).bit_length()))
-        c_rot = np.asarray(st.transform(np.asarray(base, dtype=float)))
+        # the fits run on an orthonormal basis Q of the shared columns (base = Q R): a
+        # date-coded or unscaled cofactor would otherwise cost the cross-products their digits
+        base = np.asarray(base, dtype=float)
+        q, r = np.linalg.qr(base)
+        c_rot = np.asarray(st.transform(q))
         t, y_rot = np.asarray(st.t), np.asarray(st.y_rot)
         d = np.clip(np.asarray(st.d), 0.0, None)
         parts = []
@@ -292,8 +296,16 @@ class RotatedFitter:
                 if progress is not None:
                     progress(used)
         fits = RotatedFits(*(np.concatenate(a) for a in zip(*parts)))
+        # back to the user's columns: [Q | x] S = [base | x] with S = diag(R, I)
+        c = base.shape[1]
+        s_inv = np.eye(c + p1)
+        s_inv[:c, :c] = np.linalg.solve(r, np.eye(c))
+        beta = fits.beta @ s_inv.T
+        var_beta = np.einsum("ij,mjk,lk->mil", s_inv, fits.var_beta, s_inv)
         loglik = fits.loglik - 0.5 * float(st.logdet_k2)
-        return FitOutput(fits.sigma2, fits.beta, fits.var_beta, loglik, fits.n_iter, fits.status)
+        if self.method == "reml":  # -log|X'V^-1 X| / 2 changes by -log|det R| with the basis
+            loglik = loglik - np.sum(np.log(np.abs(np.diag(r))))
+        return FitOutput(fits.sigma2, beta, var_beta, loglik, fits.n_iter, fits.status)
 
     def fit_null(self, design, sigma0=None) -> FitOutput:
         return self.fit(design, np.zeros((1, design.shape[0], 0)))

@@ -115,3 +115,23 @@ def test_formula_with_a_marker_by_cofactor_interaction(data):
     for name in exact.names:
         assert len(ta[name]) == 4  # intercept, Trial, Xeffect and the interaction
         np.testing.assert_allclose(np.log10(ta[name]["pval"]), np.log10(tb[name]["pval"]), atol=1e-6)
+
+
+def test_date_coded_or_unscaled_cofactors_give_the_centred_answer(data):
+    """A cofactor coded as a date (offset 2e7), or that date times 1e3, or days times 1e12: the
+    exact engine fits on an orthonormal basis of the shared columns, so every model converges and
+    sigma2, the marker's effect and its p-value equal those with the centred days (1e-8; before,
+    a raw date left every model unconverged and date x 1e3 moved converged p-values by 1.4 in
+    log10); the ReML log-likelihood differs by the log-determinant of the reparameterisation."""
+    rng = np.random.default_rng(9)
+    days = rng.integers(0, 365, data["y"].size).astype(float)
+    kw = dict(x=data["x"][:, :10], var_list=data["var_list"], algorithm="newton", verbose=False)
+    y = data["y"] + 0.004 * days
+    ref = mj.mmest(y, cofactor=(days - days.mean())[:, None], **kw)
+    for cof, scale in (((20230101 + days), 1.0), ((20230101 + days) * 1e3, 1e3), (days * 1e12, 1e12)):
+        res = mj.mmest(y, cofactor=cof[:, None], **kw)
+        assert np.all(res.converged_array)
+        np.testing.assert_allclose(res.sigma2_array, ref.sigma2_array, rtol=1e-8)
+        np.testing.assert_allclose(res.beta_array[:, -1], ref.beta_array[:, -1], rtol=1e-8)
+        np.testing.assert_allclose(np.log10(_p(res)), np.log10(_p(ref)), atol=1e-8)
+        np.testing.assert_allclose(res.loglik_array, ref.loglik_array - np.log(scale), atol=1e-6)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._basis import OrthonormalBasis
 from ._results import MMEstResult
 from .core._batch import fit_models
 from .core._fit import FitOutput
@@ -201,19 +202,22 @@ def mmest(
         cls = choose_structure(comps, method, henderson if not (newton and method == "ml") else None, n_cof)
     newton_cls = _newton_structure(comps, henderson, n_cof) if newton else None
     structure = _prepare(cls, y_arr, comps, newton=newton_cls is cls)
+    # every fit runs on a well-conditioned basis of the fixed-effect columns (a date-coded or
+    # unscaled cofactor would cost the cross-products their digits), reported in the user's
+    mm = OrthonormalBasis(_MMFitter(structure, method, stopping), method)
     if rotated:
-        fitter = RotatedFitter(structure, method)
+        fitter = OrthonormalBasis(RotatedFitter(structure, method), method)
     elif newton:
         newton_structure = structure if newton_cls is cls else _prepare(newton_cls, y_arr, comps, newton=True)
-        fitter = NewtonFitPath(y_arr, newton_structure, method)
+        fitter = OrthonormalBasis(NewtonFitPath(y_arr, newton_structure, method), method)
     else:
-        fitter = _MMFitter(structure, method, stopping)
+        fitter = mm
 
     sigma0 = init if init is not None else np.full(k, np.var(y_arr, ddof=1) / k)
     empty = np.zeros((1, n, 0))
     if markers is None or init is None:
         exact = fitter if (newton or rotated) else None
-        null_fit = _fit_null(_MMFitter(structure, method, stopping), exact, null.matrix, empty, sigma0)
+        null_fit = _fit_null(mm, exact, null.matrix, empty, sigma0)
         _check_finite(null_fit, ["NullModel"])
     if markers is None:
         return _result(
@@ -271,11 +275,7 @@ class RotatedFitter:
         extra = np.asarray(extra, dtype=float)
         m, n, p1 = extra.shape
         size = min(chunk_size or self.chunk, max(1, 1 << max(m - 1, 0).bit_length()))
-        # the fits run on an orthonormal basis Q of the shared columns (base = Q R): a
-        # date-coded or unscaled cofactor would otherwise cost the cross-products their digits
-        base = np.asarray(base, dtype=float)
-        q, r = np.linalg.qr(base)
-        c_rot = np.asarray(st.transform(q))
+        c_rot = np.asarray(st.transform(np.asarray(base, dtype=float)))
         t, y_rot = np.asarray(st.t), np.asarray(st.y_rot)
         d = np.clip(np.asarray(st.d), 0.0, None)
         parts = []
@@ -296,16 +296,8 @@ class RotatedFitter:
                 if progress is not None:
                     progress(used)
         fits = RotatedFits(*(np.concatenate(a) for a in zip(*parts)))
-        # back to the user's columns: [Q | x] S = [base | x] with S = diag(R, I)
-        c = base.shape[1]
-        s_inv = np.eye(c + p1)
-        s_inv[:c, :c] = np.linalg.solve(r, np.eye(c))
-        beta = fits.beta @ s_inv.T
-        var_beta = np.einsum("ij,mjk,lk->mil", s_inv, fits.var_beta, s_inv)
         loglik = fits.loglik - 0.5 * float(st.logdet_k2)
-        if self.method == "reml":  # -log|X'V^-1 X| / 2 changes by -log|det R| with the basis
-            loglik = loglik - np.sum(np.log(np.abs(np.diag(r))))
-        return FitOutput(fits.sigma2, beta, var_beta, loglik, fits.n_iter, fits.status)
+        return FitOutput(fits.sigma2, fits.beta, fits.var_beta, loglik, fits.n_iter, fits.status)
 
     def fit_null(self, design, sigma0=None) -> FitOutput:
         return self.fit(design, np.zeros((1, design.shape[0], 0)))
@@ -331,8 +323,11 @@ class _MMFitter:
             progress=progress,
         )
 
+    def fit_null(self, design, sigma0) -> FitOutput:
+        return self.fit(design, np.zeros((1, design.shape[0], 0)), sigma0)
 
-def _fit_null(mm: _MMFitter, newton: NewtonFitPath | RotatedFitter | None, design, empty, sigma0) -> FitOutput:
+
+def _fit_null(mm: OrthonormalBasis, newton: OrthonormalBasis | None, design, empty, sigma0) -> FitOutput:
     """The null model by MM, or by an exact fitter (started from MM's fit if it fails from
     ``sigma0``; :class:`RotatedFitter` ignores the start)."""
     if newton is None:
@@ -501,16 +496,16 @@ class PreparedModel:
         self.rotated = isinstance(self.structure, TwoComponent)
         if self.rotated:  # one kinship and the error: exact profiled fits on the rotated data
             self.algorithm = "newton"
-            self.fitter = RotatedFitter(self.structure, self.method, DELTA_BOUNDS)
+            self.fitter = OrthonormalBasis(RotatedFitter(self.structure, self.method, DELTA_BOUNDS), self.method)
             null_fit = self.fitter.fit_null(self.null.matrix)
             _check_finite(null_fit, ["NullModel"])
             self.null_result = self._result(["NullModel"], [self.null], null_fit, None)
             self.sigma0 = np.asarray(null_fit.sigma2[0])
             return
-        mm = _MMFitter(self.structure, self.method, EXACT_STOPPING)
+        mm = OrthonormalBasis(_MMFitter(self.structure, self.method, EXACT_STOPPING), self.method)
         if newton:
             nst = self.structure if newton_cls is cls else _prepare(newton_cls, self.y, self.comps, newton=True)
-            self.fitter = NewtonFitPath(self.y, nst, self.method)
+            self.fitter = OrthonormalBasis(NewtonFitPath(self.y, nst, self.method), self.method)
         else:
             self.fitter = mm
         self.algorithm = "newton" if newton else "mm"

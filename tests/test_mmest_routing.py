@@ -117,21 +117,69 @@ def test_formula_with_a_marker_by_cofactor_interaction(data):
         np.testing.assert_allclose(np.log10(ta[name]["pval"]), np.log10(tb[name]["pval"]), atol=1e-6)
 
 
-def test_date_coded_or_unscaled_cofactors_give_the_centred_answer(data):
-    """A cofactor coded as a date (offset 2e7), or that date times 1e3, or days times 1e12: the
-    exact engine fits on an orthonormal basis of the shared columns, so every model converges and
-    sigma2, the marker's effect and its p-value equal those with the centred days (1e-8; before,
-    a raw date left every model unconverged and date x 1e3 moved converged p-values by 1.4 in
-    log10); the ReML log-likelihood differs by the log-determinant of the reparameterisation."""
+@pytest.mark.parametrize(
+    "algorithm, third", [("newton", False), ("mm", False), ("mm", True), ("newton", True)],
+    ids=["rotated", "mm-replay", "mm-replay-K3", "newton-K3"],
+)  # fmt: skip
+def test_date_coded_or_unscaled_cofactors_give_the_centred_answer(data, algorithm, third):
+    """A cofactor coded as a date (offset 2e7), or that date times 1e3, or days times 1e12: every
+    engine (MM4LMM's replay at its default criteria, the rotated exact engine, the K = 3 Newton
+    path) fits on an orthonormal basis of the shared columns, so sigma2, the marker's effect,
+    its Wald and Kenward-Roger p-values equal those with the centred days (1e-8; before, the MM
+    replay moved p-values by 3e-3 in log10 and sigma2 by 2 % silently, the exact engine left
+    every model unconverged); the MM replay takes the same iterations; the ReML log-likelihood
+    differs by the log-determinant of the reparameterisation."""
     rng = np.random.default_rng(9)
     days = rng.integers(0, 365, data["y"].size).astype(float)
-    kw = dict(x=data["x"][:, :10], var_list=data["var_list"], algorithm="newton", verbose=False)
+    var_list = dict(data["var_list"])
+    if third:
+        var_list = {"K": var_list["K"], "B": np.kron(np.eye(30), np.ones((5, 5))), "E": var_list["E"]}
+    kw = dict(x=data["x"][:, :6], var_list=var_list, algorithm=algorithm, verbose=False)
+    if algorithm == "newton":
+        kw.update(crit_var=1e-6, crit_loglik=1e-6)
     y = data["y"] + 0.004 * days
     ref = mj.mmest(y, cofactor=(days - days.mean())[:, None], **kw)
+    kr_ref = np.array([t["pval"].iloc[-1] for t in mj.anova_test(ref, type="KR").values()])
     for cof, scale in (((20230101 + days), 1.0), ((20230101 + days) * 1e3, 1e3), (days * 1e12, 1e12)):
         res = mj.mmest(y, cofactor=cof[:, None], **kw)
-        assert np.all(res.converged_array)
-        np.testing.assert_allclose(res.sigma2_array, ref.sigma2_array, rtol=1e-8)
+        assert res.algorithm == algorithm
+        assert np.all(res.converged_array) or algorithm == "mm"
+        np.testing.assert_array_equal(res.converged_array, ref.converged_array)
+        if algorithm == "mm":
+            np.testing.assert_array_equal(res.n_iter_array, ref.n_iter_array)
+        # a component near 0 (B, ~1e-6 of the total) is compared on the total's scale
+        np.testing.assert_allclose(res.sigma2_array, ref.sigma2_array, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(res.beta_array[:, -1], ref.beta_array[:, -1], rtol=1e-8)
         np.testing.assert_allclose(np.log10(_p(res)), np.log10(_p(ref)), atol=1e-8)
+        kr = np.array([t["pval"].iloc[-1] for t in mj.anova_test(res, type="KR").values()])
+        np.testing.assert_allclose(np.log10(kr), np.log10(kr_ref), atol=1e-8)
         np.testing.assert_allclose(res.loglik_array, ref.loglik_array - np.log(scale), atol=1e-6)
+
+
+def test_a_date_in_a_formula_design(data):
+    """Per-model designs from a formula (``~ D + Trial + Xeffect + Xeffect:Trial``, no shared
+    columns): each model's columns are orthonormalised, so a date-coded ``D`` gives the
+    centred answer for sigma2 and every term but the intercept (whose meaning changes)."""
+    rng = np.random.default_rng(11)
+    n = data["y"].size
+    days = rng.integers(0, 365, n).astype(float)
+    trial = np.where(rng.random(n) < 0.5, "T1", "T2")
+    x = pd.DataFrame(np.where(data["x"][:, :4] > 0, "A", "B"), columns=[f"m{i}" for i in range(4)])
+    y = data["y"] + 0.004 * days + 0.3 * (trial == "T2")
+    form = "~ D + Trial + Xeffect + Xeffect:Trial"
+    fits = [
+        mj.mmest(
+            y,
+            cofactor=pd.DataFrame({"D": d, "Trial": trial}),
+            x=x,
+            formula=form,
+            var_list=data["var_list"],
+            verbose=False,
+        )  # fmt: skip
+        for d in (days - days.mean(), 20230101 + days)
+    ]
+    np.testing.assert_array_equal(fits[0].n_iter_array, fits[1].n_iter_array)
+    np.testing.assert_allclose(fits[1].sigma2_array, fits[0].sigma2_array, rtol=1e-8)
+    ta, tb = (mj.anova_test(f) for f in fits)
+    for name in fits[0].names:
+        np.testing.assert_allclose(np.log10(tb[name]["pval"])[1:], np.log10(ta[name]["pval"])[1:], atol=1e-8)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._basis import orthonormal_columns
 from ..core._batch import map_models
 from ..core._kenward_roger import kr_ingredients, kr_test
 from ._checks import check_same_data, require_fit
@@ -112,8 +112,9 @@ def _kr_ingredients_one(quad, p, sigma2):
 
 
 @jax.jit
-def _kr_tests(beta, ing, lmat):
-    return jax.vmap(partial(kr_test, contrast=lmat))(beta, ing)
+def _kr_tests(beta, ing, lmats):
+    """KR tests of ``lmats[i] beta[i] = 0`` for every model ``i`` of a chunk."""
+    return jax.vmap(lambda b, g, lm: kr_test(b, g, contrast=lm))(beta, ing, lmats)
 
 
 def _kr(fit: FittedModels, index: np.ndarray, lmats: list[np.ndarray], chunk: int) -> np.ndarray:
@@ -123,11 +124,15 @@ def _kr(fit: FittedModels, index: np.ndarray, lmats: list[np.ndarray], chunk: in
     for struct, group in structures_for(fit, index):
         for ch in design_chunks(fit, group, chunk):
             sigma2 = jnp.asarray(fit.sigma2_array[ch.index])
-            beta = jnp.asarray(fit.beta_array[ch.index, :p])
-            ing = map_models(_kr_ingredients_one, struct, jnp.asarray(ch.x), sigma2)
+            # on an orthonormal basis X = Q S (beta_Q = S beta, L_Q = L S^-1; the F test is
+            # invariant): a date-coded cofactor would otherwise cost the KR algebra its digits
+            q, s = orthonormal_columns(ch.x)
+            s_inv = np.linalg.solve(s, np.broadcast_to(np.eye(p), s.shape))
+            beta = jnp.asarray(np.einsum("mij,mj->mi", s, fit.beta_array[ch.index, :p]))
+            ing = map_models(_kr_ingredients_one, struct, jnp.asarray(q), sigma2)
             valid = ch.index[: ch.n_valid]
             for t, lmat in enumerate(lmats):
-                res = _kr_tests(beta, ing, jnp.asarray(lmat))
+                res = _kr_tests(beta, ing, jnp.asarray(np.einsum("ij,mjk->mik", lmat, s_inv)))
                 table = np.stack(
                     [np.asarray(res.f), np.asarray(res.ndf), np.asarray(res.ddf), np.asarray(res.pval)], -1
                 )

@@ -98,6 +98,60 @@ def kr_ingredients(quad: Quad, sigma2, p: int) -> KRIngredients:
     return KRIngredients(phi, 0.5 * (phi_adj + phi_adj.T), p_mats, w)
 
 
+def rotated_weights(d, sigma2):
+    """(6, m, n) weights of the two-component KR crosses (:func:`kr_from_crosses`):
+    ``w, d w^2, w^2, d^2 w^3, d w^3, w^3`` with ``w = 1 / (s_1 d + s_2)``; ``sigma2`` (m, 2)."""
+    w = 1.0 / (sigma2[:, :1] * d[None] + sigma2[:, 1:])
+    w2, w3 = w * w, w * w * w
+    dd = d[None]
+    return jnp.stack([w, dd * w2, w2, dd * dd * w3, dd * w3, w3])
+
+
+def rotated_kr_ingredients(base_rot, x_rot, d, sigma2) -> KRIngredients:
+    """:class:`KRIngredients` of two components ``V = s_1 diag(d) + s_2 I`` on rotated columns
+    (the structure ``TwoComponent``), in closed form: O(n p^2) per model, no autodiff.
+
+    ``base_rot`` (n, c) rotated shared columns, ``x_rot`` (m, n, p1) rotated per-model columns
+    (designs ``[base | x[i]]``), ``d`` (n,), ``sigma2`` (m, 2).  With ``w = 1 / v``,
+    ``v = s_1 d + s_2`` and ``d_1 = d``, ``d_2 = 1``: ``F = X'WX``,
+    ``P_k = -X' diag(d_k w^2) X``, ``Q_kl = X' diag(d_k d_l w^3) X`` and the ReML expected
+    information ``1/2 tr(P V_k P V_l) = 1/2 [sum w^2 d_k d_l - 2 tr(Phi Q_kl) + tr(Phi P_k Phi P_l)]``
+    (``P`` the ReML projection) -- the quantities :func:`kr_ingredients` takes by autodiff.
+    """
+    from ._rotated_scan import weighted_cross
+
+    weights = rotated_weights(d, sigma2)
+    ss, xs, xx = weighted_cross(weights, base_rot, x_rot)
+    cross = jnp.concatenate([jnp.concatenate([ss, jnp.swapaxes(xs, -1, -2)], -1), jnp.concatenate([xs, xx], -1)], -2)
+    return kr_from_crosses(cross, trace_weights(weights, d))
+
+
+def trace_weights(weights, d):
+    """(m, 2, 2) ``sum_n w^2 d_k d_l`` (``d_1 = d``, ``d_2 = 1``) from :func:`rotated_weights`."""
+    return jnp.stack(
+        [jnp.stack([jnp.sum(weights[1] * d[None], -1), jnp.sum(weights[1], -1)], -1),
+         jnp.stack([jnp.sum(weights[1], -1), jnp.sum(weights[2], -1)], -1)], -2,
+    )  # fmt: skip
+
+
+def kr_from_crosses(cross, trace_w) -> KRIngredients:
+    """:class:`KRIngredients` from ``cross`` (6, m, p, p), ``X' diag(w_o) X`` for the weights of
+    :func:`rotated_weights`, and ``trace_w`` (m, 2, 2) of :func:`trace_weights`
+    (see :func:`rotated_kr_ingredients`)."""
+    cross = 0.5 * (cross + jnp.swapaxes(cross, -1, -2))
+    f, p_mats = cross[0], -jnp.stack([cross[1], cross[2]], axis=1)  # (m, p, p), (m, 2, p, p)
+    q_mats = jnp.stack([jnp.stack([cross[3], cross[4]], 1), jnp.stack([cross[4], cross[5]], 1)], 1)
+    phi = jax.vmap(lambda a: sym_inverse(a)[0])(f)
+    phi_p = jnp.einsum("mab,mkbc->mkac", phi, p_mats)
+    info = 0.5 * (
+        trace_w - 2.0 * jnp.einsum("mab,mklba->mkl", phi, q_mats) + jnp.einsum("mkab,mlba->mkl", phi_p, phi_p)
+    )
+    w_inv = jax.vmap(lambda a: jnp.linalg.pinv(0.5 * (a + a.T), hermitian=True))(info)
+    u = jnp.einsum("mkl,mklab->mab", w_inv, q_mats) - jnp.einsum("mkl,mkab,mlbc->mac", w_inv, p_mats, phi_p)
+    phi_adj = phi + 2.0 * phi @ u @ phi
+    return KRIngredients(phi, 0.5 * (phi_adj + jnp.swapaxes(phi_adj, -1, -2)), p_mats, w_inv)
+
+
 def kr_test(beta, ing: KRIngredients, contrast) -> KRTest:
     """Kenward-Roger F test of ``contrast @ beta = 0``; ``contrast`` (q, p) of full row rank."""
     lmat = jnp.atleast_2d(contrast)
@@ -125,4 +179,14 @@ def kr_test(beta, ing: KRIngredients, contrast) -> KRTest:
     return KRTest(f, jnp.asarray(q, f.dtype), ddf, f_sf(f, q, ddf), scaling)
 
 
-__all__ = ["KRIngredients", "KRTest", "f_sf", "kr_ingredients", "kr_test"]
+__all__ = [
+    "KRIngredients",
+    "KRTest",
+    "f_sf",
+    "kr_ingredients",
+    "kr_test",
+    "kr_from_crosses",
+    "rotated_kr_ingredients",
+    "rotated_weights",
+    "trace_weights",
+]

@@ -428,7 +428,7 @@ def _polish(t, done, est, g_rot, data: ScanData, method, bounds_t, max_step, tol
     return t, n_iter, converged | (n_iter > 0) & (n_iter < max_iter), est
 
 
-def _cell_optimum(ll, d1, d2, grid, h, iters: int = 30):
+def cell_optimum(ll, d1, d2, grid, h, iters: int = 30):
     """Maximum of the quintic Hermite interpolant of the log-likelihood in the grid cell that
     holds each marker's best node (``ll``, ``d1``, ``d2`` (b, G): exact value and ``t``-derivatives
     at the nodes).  Safeguarded Newton on the polynomial (bisection when a step leaves the
@@ -481,7 +481,7 @@ def refine(g_rot, e_grid, data: ScanData, grid, *, method: str, tol: float, max_
     lower, upper = grid[0], grid[-1]
     h = grid[1] - grid[0]
     ll_nodes, d1_nodes, d2_nodes = _derivatives(e_grid, n, c, method)
-    t_hat, curvature = _cell_optimum(ll_nodes, d1_nodes, d2_nodes, grid, h)
+    t_hat, curvature = cell_optimum(ll_nodes, d1_nodes, d2_nodes, grid, h)
 
     # exact value and slope at the interpolated optimum; one Newton step with the
     # interpolant's curvature, the entries carried to its end to first order (error O(step^2))
@@ -576,6 +576,7 @@ def null_fit(
 
 __all__ = [
     "weight_orders",
+    "cell_optimum",
     "DELTA_BOUNDS",
     "EXACT_CHUNK",
     "GridBasis",

@@ -24,9 +24,11 @@ import numpy as np
 from jax.experimental import jet
 
 from ._iterate import Status
-from ._profile_scan import DELTA_BOUNDS, profile_loglik, weight_orders
+from ._profile_scan import DELTA_BOUNDS, cell_optimum, profile_loglik, weight_orders
 
-GRID_SIZE = 31
+#: largest node spacing in ``log delta``: the quintic Hermite interpolant's optimum is then
+#: within about 1e-6 of the exact one, so Newton needs one step and one check.
+GRID_SPACING = 0.6
 #: ``delta`` range of fits that stand for unbounded ones (``mmest``): at ``delta = 1e-12``,
 #: ``V`` differs from the boundary fit's (``s_g = 0``) by a relative ``1e-12 max(d)`` at most;
 #: above ``1e5`` (an error variance 1e-5 of the kinship's) the profiled likelihood loses its
@@ -65,11 +67,61 @@ def _tril(mat):
     return mat[..., rows, cols]
 
 
-def _value_and_derivatives(t, a, d, method: str):
-    """Log-likelihood and its first two ``t``-derivatives at per-model ``t`` (m,); ``a`` (m, n, k)."""
-    n, k = a.shape[1], a.shape[2]
-    ws, lw = weight_orders(t, d)  # (3, m, n), (m, n)
-    mats = jnp.einsum("mnk,omn,mnl->omkl", a, ws, a)  # (3, m, k, k)
+def _assemble(shared, xs, xx):
+    """``M`` (..., k, k) of ``A = [C | X | y]`` from its blocks: ``shared`` (..., c + 1, c + 1)
+    of ``[C | y]``, ``xs`` (..., p1, c + 1) and ``xx`` (..., p1, p1)."""
+    c1, p1 = shared.shape[-1], xx.shape[-1]
+    c, k = c1 - 1, c1 + p1
+    top = jnp.concatenate([shared[..., :c, :c], jnp.swapaxes(xs[..., :c], -1, -2), shared[..., :c, c:]], -1)
+    mid = jnp.concatenate([xs[..., :c], xx, xs[..., c:]], -1)
+    bottom = jnp.concatenate([shared[..., c:, :c], jnp.swapaxes(xs[..., c:], -1, -2), shared[..., c:, c:]], -1)
+    out = jnp.concatenate([top, mid, bottom], -2)
+    assert out.shape[-2:] == (k, k)
+    return out
+
+
+def weighted_cross(ws, s, x):
+    """Blocks of ``[S | X_m]' diag(w) [S | X_m]`` for per-model weights ``ws`` (O, m, n) (e.g. a
+    weight and its derivatives), shared columns ``s`` (n, c) and per-model columns ``x``
+    (m, n, p1): ``(S'WS (O, m, c, c), X'WS (O, m, p1, c), X'WX (O, m, p1, p1))``.  The blocks
+    with shared columns are matrix products against them (no per-model copy of ``S``)."""
+    orders, m, n = ws.shape
+    c = s.shape[1]
+    pairs = (s[:, :, None] * s[:, None, :]).reshape(n, c * c)
+    ss = (ws.reshape(orders * m, n) @ pairs).reshape(orders, m, c, c)
+    wx = ws[..., None] * x[None]  # (O, m, n, p1)
+    xs = jnp.einsum("omnj,ni->omji", wx, s)
+    xx = jnp.einsum("omnj,mni->omji", wx, x)
+    return ss, xs, xx
+
+
+def _cross_per_model(ws, c_rot, x_rot, y_rot):
+    """``M`` for per-model weights ``ws`` (O, m, n) (a weight and its ``t``-derivatives):
+    (O, m, k, k)."""
+    return _assemble(*weighted_cross(ws, jnp.concatenate([c_rot, y_rot[:, None]], axis=1), x_rot))
+
+
+def _cross_on_grid(ws, c_rot, x_rot, y_rot):
+    """``M`` for weights shared by every model, ``ws`` (O, G, n) at the grid's nodes:
+    (m, O, G, k, k).  Every per-model block is a matrix product over the individuals
+    (``X_j`` against the weighted ``[C | y]``, ``X_i X_j`` against the weights)."""
+    orders, num, n = ws.shape
+    m, _, p1 = x_rot.shape
+    s = jnp.concatenate([c_rot, y_rot[:, None]], axis=1)
+    c1 = s.shape[1]
+    shared = jnp.einsum("ogn,ni,nj->ogij", ws, s, s)
+    ws_s = (ws[..., None] * s[None, None]).reshape(orders * num, n, c1)
+    xs = jnp.einsum("mnj,qni->mqji", x_rot, ws_s).reshape(m, orders, num, p1, c1)
+    prods = (x_rot[..., :, None] * x_rot[..., None, :]).reshape(m, n, p1 * p1)
+    xx = (jnp.swapaxes(prods, 1, 2) @ ws.reshape(orders * num, n).T).reshape(m, p1, p1, orders, num)
+    xx = jnp.moveaxis(xx, (3, 4), (1, 2))
+    return _assemble(jnp.broadcast_to(shared, (m, *shared.shape)), xs, xx)
+
+
+def _orders_of(mats, ws, lw, n: int, method: str):
+    """Log-likelihood and its two ``t``-derivatives from ``M`` and the weights with their
+    derivatives (order axis first: ``mats`` (3, ..., k, k), ``ws`` (3, ..., n), ``lw`` (..., n))."""
+    k = mats.shape[-1]
     tri = _tril(mats)
     slw = jnp.stack([jnp.sum(lw, -1), jnp.sum(ws[0], -1) - n, jnp.sum(ws[1], -1)])
     f = partial(_loglik, k=k, n=n, method=method)
@@ -77,17 +129,29 @@ def _value_and_derivatives(t, a, d, method: str):
     return ll, d1, d2
 
 
-def _grid_values(grid, a, d, method: str):
-    """Log-likelihood of every model at every node: (m, G)."""
-    n, k = a.shape[1], a.shape[2]
-    w = 1.0 / (jnp.exp(grid)[:, None] * d[None] + 1.0)  # (G, n)
-    mats = jnp.einsum("mnk,gn,mnl->mgkl", a, w, a)
-    slw = jnp.sum(jnp.log(w), -1)  # (G,)
-    return _loglik(_tril(mats), slw[None], k, n, method)
+def _value_and_derivatives(t, c_rot, x_rot, y_rot, d, method: str):
+    """Log-likelihood and its first two ``t``-derivatives at per-model ``t`` (m,)."""
+    ws, lw = weight_orders(t, d)  # (3, m, n), (m, n)
+    return _orders_of(_cross_per_model(ws, c_rot, x_rot, y_rot), ws, lw, d.shape[0], method)
+
+
+def _grid_orders(grid, c_rot, x_rot, y_rot, d, method: str):
+    """Log-likelihood of every model and its first two ``t``-derivatives at every node, each
+    (m, G): the weights of a node are shared by every model (:func:`_cross_on_grid`)."""
+    ws, lw = weight_orders(grid, d)  # (3, G, n), (G, n)
+    mats = jnp.moveaxis(_cross_on_grid(ws, c_rot, x_rot, y_rot), 1, 0)  # (3, m, G, k, k)
+    m = x_rot.shape[0]
+    ws_b = jnp.broadcast_to(ws[:, None], (3, m, *ws.shape[1:]))
+    return _orders_of(mats, ws_b, jnp.broadcast_to(lw, (m, *lw.shape)), d.shape[0], method)
+
+
+def grid_size_for(bounds: tuple[float, float], spacing: float = GRID_SPACING) -> int:
+    """Nodes of a grid over ``log(bounds)`` at most ``spacing`` apart."""
+    return int(np.ceil((np.log(bounds[1]) - np.log(bounds[0])) / spacing)) + 1
 
 
 @partial(jax.jit, static_argnames=("method", "grid_size", "max_iter", "bounds"))
-def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int = GRID_SIZE,
+def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int | None = None,
                  tol: float = TOL, max_iter: int = MAX_ITER,
                  bounds: tuple[float, float] = DELTA_BOUNDS) -> RotatedFits:  # fmt: skip
     """Exact fits of the models ``[C | X_m]``.
@@ -100,23 +164,20 @@ def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int
     bounds : the range of ``delta = s_g / s_e`` searched (GEMMA's ``[1e-5, 1e5]`` by default;
         :data:`EXACT_BOUNDS` where the optimum must be that of an unbounded fit).
     """
-    m, n, p1 = x_rot.shape
-    c = c_rot.shape[1]
-    a = jnp.concatenate(
-        [jnp.broadcast_to(c_rot, (m, n, c)), x_rot, jnp.broadcast_to(y_rot[:, None], (m, n, 1))], axis=2
-    )
+    m = x_rot.shape[0]
     low, high = float(np.log(bounds[0])), float(np.log(bounds[1]))
+    grid_size = grid_size or grid_size_for(bounds)
     grid = jnp.linspace(low, high, grid_size)
-    values = _grid_values(grid, a, d, method)
-    values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
-    t0 = grid[jnp.argmax(values, axis=1)]
-    max_step = 2.0 * (high - low) / (grid_size - 1)
+    h = (high - low) / (grid_size - 1)
+    ll, d1, d2 = _grid_orders(grid, c_rot, x_rot, y_rot, d, method)
+    t0, _ = cell_optimum(ll, d1, d2, grid, h)
+    max_step = 2.0 * h
 
     def body(state):
         # one evaluation per iteration: a point that lowers the likelihood below the last
         # accepted one is replaced by the midpoint (backtracking); else a Newton step from it
         t, t_prev, ll_prev, done, it = state
-        ll, d1, d2 = _value_and_derivatives(t, a, d, method)
+        ll, d1, d2 = _value_and_derivatives(t, c_rot, x_rot, y_rot, d, method)
         worse = ~(ll >= ll_prev - 1e-12 * jnp.abs(ll_prev)) & jnp.isfinite(ll_prev)
         step = jnp.where(d2 < 0, -d1 / d2, jnp.sign(d1) * max_step)
         step = jnp.clip(step, -max_step, max_step)
@@ -138,14 +199,15 @@ def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int
 
     init = (t0, t0, jnp.full(m, -jnp.inf), jnp.zeros(m, bool), jnp.zeros(m, jnp.int32))
     t, _, _, done, it = jax.lax.while_loop(cond, body, init)
-    return _estimates(t, a, d, c + p1, method, done, it)
+    return _estimates(t, c_rot, x_rot, y_rot, d, method, done, it)
 
 
-def _estimates(t, a, d, p: int, method: str, done, n_iter) -> RotatedFits:
-    """Every estimate of the models ``a = [X | y]`` (m, n, p + 1) at ``t = log delta`` (m,)."""
-    n = a.shape[1]
+def _estimates(t, c_rot, x_rot, y_rot, d, method: str, done, n_iter) -> RotatedFits:
+    """Every estimate of the models ``[C | X_m]`` at ``t = log delta`` (m,)."""
+    n = d.shape[0]
+    p = c_rot.shape[1] + x_rot.shape[2]
     w = 1.0 / (jnp.exp(t)[:, None] * d[None] + 1.0)
-    mat = jnp.einsum("mnk,mn,mnl->mkl", a, w, a)
+    mat = _cross_per_model(w[None], c_rot, x_rot, y_rot)[0]
     xwx, xwy, ywy = mat[:, :p, :p], mat[:, :p, p], mat[:, p, p]
     inv = jnp.linalg.inv(xwx)
     beta = jnp.einsum("mij,mj->mi", inv, xwy)
@@ -158,4 +220,4 @@ def _estimates(t, a, d, p: int, method: str, done, n_iter) -> RotatedFits:
     return RotatedFits(t, jnp.stack([s_g, s_e], axis=1), beta, s_e[:, None, None] * inv, ll, n_iter, status)
 
 
-__all__ = ["EXACT_BOUNDS", "RotatedFits", "rotated_fits"]
+__all__ = ["EXACT_BOUNDS", "GRID_SPACING", "RotatedFits", "grid_size_for", "rotated_fits", "weighted_cross"]

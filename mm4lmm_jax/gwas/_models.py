@@ -190,8 +190,7 @@ def _kr(res, cols: np.ndarray, p: int) -> np.ndarray:
     from ..inference import anova_test  # loaded on first use: `import mm4lmm_jax` stays light
 
     table = anova_test(res, tested_combination=lmat, type="KR")
-    values = np.stack([table[name].to_numpy(float)[0] for name in res.names])  # F, ndf, ddf, pval
-    return values[:, [0, 2, 3]]
+    return table.array[:, 0][:, [0, 2, 3]]  # F, (ndf,) ddf, pval of the one contrast
 
 
 class _Trait:

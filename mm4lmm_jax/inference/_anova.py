@@ -14,7 +14,8 @@ import pandas as pd
 
 from .._basis import orthonormal_columns
 from ..core._batch import map_models
-from ..core._kenward_roger import kr_ingredients, kr_test
+from ..core._kenward_roger import kr_from_crosses, kr_ingredients, kr_test, rotated_weights, trace_weights
+from ..core._structures import TwoComponent
 from ._checks import check_same_data, require_fit
 from ._fitted import FittedModels
 from ._hypotheses import as_contrasts, selection_matrix, term_columns, term_labels
@@ -117,19 +118,85 @@ def _kr_tests(beta, ing, lmats):
     return jax.vmap(lambda b, g, lm: kr_test(b, g, contrast=lm))(beta, ing, lmats)
 
 
+_kr_from_crosses = jax.jit(kr_from_crosses)
+
+
+def _rotated_crosses(base_rot, x_rot, d, sigma2):
+    """The crosses of :func:`~mm4lmm_jax.core._kenward_roger.kr_from_crosses` on the host
+    (NumPy's batched products are several times faster than XLA's on the CPU here): the
+    designs ``[base_rot | x_rot[i]]`` (n, c), (m, n, p1); ``d`` (n,); ``sigma2`` (m, 2)."""
+    m, n, p1 = x_rot.shape
+    c = base_rot.shape[1]
+    p = c + p1
+    weights = np.asarray(rotated_weights(np.asarray(d), sigma2))  # (6, m, n)
+    cross = np.empty((6, m, p, p))
+    if c:
+        pairs = (base_rot[:, :, None] * base_rot[:, None, :]).reshape(n, c * c)
+        cross[:, :, :c, :c] = (weights.reshape(6 * m, n) @ pairs).reshape(6, m, c, c)
+    prods = np.concatenate(
+        [x_rot[..., :, None] * base_rot[None, :, None, :], x_rot[..., :, None] * x_rot[..., None, :]], -1
+    )
+    per_model = np.matmul(np.ascontiguousarray(np.swapaxes(weights, 0, 1)), prods.reshape(m, n, p1 * p))
+    per_model = np.swapaxes(per_model.reshape(m, 6, p1, p), 0, 1)
+    cross[:, :, c:, :] = per_model
+    cross[:, :, :c, c:] = np.swapaxes(per_model[..., :c], -1, -2)
+    return cross, np.asarray(trace_weights(weights, np.asarray(d)))
+
+
+class _RotatedDesigns:
+    """Designs of a fit's models on a well-conditioned basis, rotated by a
+    :class:`TwoComponent` structure, chunk by chunk: ``(base_rot, x_rot, s)`` with
+    ``T x = [base_rot | x_rot] s`` per model (``s`` (c, p, p) upper triangular).  With shared
+    columns, their orthonormal basis is rotated once and each chunk's per-model columns (scaled
+    to unit root-mean-square) by one matrix product; per-model designs are orthonormalised,
+    then rotated by one product."""
+
+    def __init__(self, fit: FittedModels, struct: TwoComponent):
+        self.t = np.asarray(struct.t)
+        mk = fit.problem.markers
+        self.extra = mk.extra if mk is not None and mk.extra is not None else None
+        if self.extra is not None:
+            q, r = np.linalg.qr(mk.base.matrix)
+            self.base_rot, self.base_r = self.t @ q, r
+
+    def _rotate(self, x: np.ndarray) -> np.ndarray:
+        size, n, p = x.shape
+        flat = np.ascontiguousarray(np.moveaxis(x, 1, 0)).reshape(n, size * p)
+        return np.moveaxis((self.t @ flat).reshape(n, size, p), 0, 1)
+
+    def __call__(self, ch) -> tuple[np.ndarray, np.ndarray]:
+        if self.extra is None:
+            q, s = orthonormal_columns(ch.x)
+            return np.zeros((ch.x.shape[1], 0)), self._rotate(q), s
+        extra = self.extra[ch.index]
+        size, n, p1 = extra.shape
+        c = self.base_rot.shape[1]
+        rms = np.sqrt(np.einsum("mnp,mnp->mp", extra, extra) / n)
+        rms = np.where(rms > 0, rms, 1.0)
+        s = np.zeros((size, c + p1, c + p1))
+        s[:, :c, :c] = self.base_r
+        s[:, c:, c:] = rms[:, :, None] * np.eye(p1)
+        return self.base_rot, self._rotate(extra / rms[:, None]), s
+
+
 def _kr(fit: FittedModels, index: np.ndarray, lmats: list[np.ndarray], chunk: int) -> np.ndarray:
     """KR tables (len(index), len(lmats), 4) for models sharing one layout."""
     out = np.full((len(fit), len(lmats), len(KR_COLUMNS)), np.nan)  # by model index
     p = len(fit.coef_names[int(index[0])])
     for struct, group in structures_for(fit, index):
+        rotate = _RotatedDesigns(fit, struct) if isinstance(struct, TwoComponent) else None
         for ch in design_chunks(fit, group, chunk):
             sigma2 = jnp.asarray(fit.sigma2_array[ch.index])
             # on an orthonormal basis X = Q S (beta_Q = S beta, L_Q = L S^-1; the F test is
             # invariant): a date-coded cofactor would otherwise cost the KR algebra its digits
-            q, s = orthonormal_columns(ch.x)
+            if rotate is not None:  # closed form on the rotated designs
+                base_rot, x_rot, s = rotate(ch)
+                ing = _kr_from_crosses(*_rotated_crosses(base_rot, x_rot, struct.d, np.asarray(sigma2)))
+            else:
+                q, s = orthonormal_columns(ch.x)
+                ing = map_models(_kr_ingredients_one, struct, jnp.asarray(q), sigma2)
             s_inv = np.linalg.solve(s, np.broadcast_to(np.eye(p), s.shape))
             beta = jnp.asarray(np.einsum("mij,mj->mi", s, fit.beta_array[ch.index, :p]))
-            ing = map_models(_kr_ingredients_one, struct, jnp.asarray(q), sigma2)
             valid = ch.index[: ch.n_valid]
             for t, lmat in enumerate(lmats):
                 res = _kr_tests(beta, ing, jnp.asarray(np.einsum("ij,mjk->mik", lmat, s_inv)))

@@ -5,10 +5,14 @@ With ``K = U diag(d) U'`` and every column rotated by ``U'``, ``V = s_e diag(del
 profiling ``s_e`` and the fixed effects leaves the log-likelihood a function of
 ``t = log delta`` alone, computed from the ``k x k`` weighted cross-product matrix
 ``M(t) = A' W(t) A`` of ``A = [C | X_m | y]`` (``k = c + p1 + 1``; ``W = diag(1 / (delta d + 1))``)
-as in :mod:`._profile_scan` (which serves the one-column case faster).  Each model: the best
-node of a grid in ``t`` (one batched product per node), then Newton steps with exact first and
-second derivatives (Taylor-mode through an unrolled Cholesky of ``M``), damped, bounded to
-``[log 1e-5, log 1e5]`` as GEMMA, until the step is below ``tol``.  The estimates at the optimum
+as in :mod:`._profile_scan` (which serves the one-column case faster).  Each model: the
+log-likelihood and its two ``t``-derivatives at the nodes of a grid shared by every model
+(``M`` and its derivatives there are matrix products over the individuals, the weights being
+the same for all models), the optimum of the quintic Hermite interpolant in the best cell
+(within about 1e-6 of the exact one), then Newton steps with exact first and second
+derivatives (Taylor-mode through an unrolled Cholesky of ``M``), damped, bounded to
+``[log 1e-5, log 1e5]`` as GEMMA, until a step is below ``sqrt(tol)`` (taken: the optimum is
+then within about ``tol``) -- one or two exact evaluations per model.  The estimates at the optimum
 (``beta``, ``(X' V^-1 X)^-1``, ``s_g``, ``s_e``, log-likelihood) are those of the structure
 ``TwoComponent`` of the same model.
 """
@@ -183,8 +187,11 @@ def rotated_fits(d, c_rot, x_rot, y_rot, *, method: str = "reml", grid_size: int
         step = jnp.clip(step, -max_step, max_step)
         ahead = jnp.clip(t + step, low, high)
         at_bound = ((t <= low) & (d1 < 0)) | ((t >= high) & (d1 > 0))
-        finished = ~worse & (at_bound | (jnp.abs(ahead - t) < tol) | ~jnp.isfinite(ll))
-        new = jnp.where(worse, 0.5 * (t + t_prev), jnp.where(finished, t, ahead))
+        # a Newton step below sqrt(tol) leaves the optimum within about step^2 < tol of its end:
+        # taken, and the model stops (the estimates are evaluated there, exactly)
+        small = jnp.abs(ahead - t) < jnp.sqrt(tol)
+        finished = ~worse & (at_bound | small | ~jnp.isfinite(ll))
+        new = jnp.where(worse, 0.5 * (t + t_prev), jnp.where(finished & ~small, t, ahead))
         keep = done | finished
         return (
             jnp.where(done, t, new),

@@ -201,6 +201,8 @@ def _log_results(log: RunLog, res: pd.DataFrame, timings: dict, caught, args) ->
         log.line(line)
     log.line(f"covariates: {', '.join(a['covariates'])} (intercept always added)")
     log.line(f"kinship: {a['kinship']}; rotation in {a['rotation_dtype']}")
+    tests = ["Wald"] + (["Kenward-Roger"] if args.test == "kr" else []) + (["LRT"] if args.lrt else [])
+    log.line(f"tests of each marker: {', '.join(tests)}")
     for key, spec in a["kinship_spectrum"].items():
         log.line(
             f"kinship eigenvalues ({key}): largest {spec['largest']:.6g}, {spec['near_zero']} near zero, "
@@ -258,9 +260,9 @@ def _kinship_argument(args):
 
 def _general(args) -> bool:
     """Whether the options ask for the scan beyond one kinship (several random effects, G x E,
-    sets, Kenward-Roger)."""
+    sets); Kenward-Roger tests alone run in the one-kinship scan."""
     n_kin = len(args.kinship or []) + (1 if (args.grm or args.loco) and not args.loco_kinship else 0)
-    return n_kin > 1 or bool(args.random) or args.gxe is not None or args.set is not None or args.test != "wald"
+    return n_kin > 1 or bool(args.random) or args.gxe is not None or args.set is not None
 
 
 def run_gwas(args, out=None, argv=None) -> int:
@@ -293,6 +295,10 @@ def run_gwas(args, out=None, argv=None) -> int:
             if os.path.isdir(checkpoint):
                 shutil.rmtree(checkpoint, ignore_errors=True)
             return 0
+        if args.test == "kr" and args.format != "tsv":
+            from .errors import InputError
+
+            raise InputError(f"--test kr adds f_kr, ddf_kr, p_kr: write it as --format tsv (not {args.format})")
         if kinship == "pattern":
             chromosomes = source.snps["chr"].astype(str).unique()
             kinship = {c: args.loco_kinship.replace("{chr}", c) for c in chromosomes}
@@ -351,6 +357,7 @@ def _scan_arguments(args, kinship) -> dict:
         covar_names=args.covar_name or None,
         loco=args.loco,
         lrt=args.lrt,
+        test=args.test,
         chunk_size=args.chunk_size,
         max_vif=MAX_VIF if args.max_vif is None else args.max_vif,
         progress=not args.quiet,
@@ -360,7 +367,7 @@ def _scan_arguments(args, kinship) -> dict:
 
 
 def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: float) -> None:
-    """The scans beyond one kinship (several random effects, G x E, sets, KR): scan, write the
+    """The scans beyond one kinship (several random effects, G x E, sets): scan, write the
     TSV (and Parquet, plots of marker scans) atomically, log and print a summary."""
     import warnings
 
@@ -371,7 +378,7 @@ def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: floa
     if args.format != "tsv":
         raise InputError(
             f"--format {args.format} describes one-kinship additive scans; scans with several random effects, "
-            "--gxe, --set or --test kr are written as --format tsv"
+            "--gxe or --set are written as --format tsv"
         )
     if args.scheduler:
         raise InputError("--scheduler is for one-kinship scans; scans beyond one kinship run on this machine")
@@ -384,7 +391,6 @@ def _run_model_scan(args, source, kinship, output, log: RunLog, out, start: floa
             random=args.random or (),
             gxe=args.gxe,
             sets=args.set,
-            test=args.test,
             checkpoint=f"{prefix}.checkpoint",
         )
     elapsed = time.perf_counter() - start

@@ -86,6 +86,21 @@ def gls_dense(y: jnp.ndarray, x: jnp.ndarray, v: jnp.ndarray) -> DenseGLS:
     return DenseGLS(beta, xvx_inv, logdet_v, logdet_xvx, v_inv, p_mat, py, resid)
 
 
+def weighted_cross(ws, s, x):
+    """Blocks of ``[S | X_m]' diag(w) [S | X_m]`` for per-model weights ``ws`` (O, m, n) (e.g. a
+    weight and its derivatives), shared columns ``s`` (n, c) and per-model columns ``x``
+    (m, n, p1): ``(S'WS (O, m, c, c), X'WS (O, m, p1, c), X'WX (O, m, p1, p1))``.  The blocks
+    with shared columns are matrix products against them (no per-model copy of ``S``)."""
+    orders, m, n = ws.shape
+    c = s.shape[1]
+    pairs = (s[:, :, None] * s[:, None, :]).reshape(n, c * c)
+    ss = (ws.reshape(orders * m, n) @ pairs).reshape(orders, m, c, c)
+    wx = ws[..., None] * x[None]  # (O, m, n, p1)
+    xs = jnp.einsum("omnj,ni->omji", wx, s)
+    xx = jnp.einsum("omnj,mni->omji", wx, x)
+    return ss, xs, xx
+
+
 __all__ = [
     "DenseGLS",
     "GLSFit",
@@ -93,4 +108,5 @@ __all__ = [
     "gls_dense",
     "gls_diag",
     "sym_inverse",
+    "weighted_cross",
 ]

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import betainc, betaln
 
-from ._gls import sym_inverse
+from ._gls import sym_inverse, weighted_cross
 from ._information import Quad, expected_information
 
 
@@ -118,8 +118,6 @@ def rotated_kr_ingredients(base_rot, x_rot, d, sigma2) -> KRIngredients:
     information ``1/2 tr(P V_k P V_l) = 1/2 [sum w^2 d_k d_l - 2 tr(Phi Q_kl) + tr(Phi P_k Phi P_l)]``
     (``P`` the ReML projection) -- the quantities :func:`kr_ingredients` takes by autodiff.
     """
-    from ._rotated_scan import weighted_cross
-
     weights = rotated_weights(d, sigma2)
     ss, xs, xx = weighted_cross(weights, base_rot, x_rot)
     cross = jnp.concatenate([jnp.concatenate([ss, jnp.swapaxes(xs, -1, -2)], -1), jnp.concatenate([xs, xx], -1)], -2)

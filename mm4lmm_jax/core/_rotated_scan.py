@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import jet
 
+from ._gls import weighted_cross
 from ._iterate import Status
 from ._profile_scan import DELTA_BOUNDS, cell_optimum, profile_loglik, weight_orders
 
@@ -82,21 +83,6 @@ def _assemble(shared, xs, xx):
     out = jnp.concatenate([top, mid, bottom], -2)
     assert out.shape[-2:] == (k, k)
     return out
-
-
-def weighted_cross(ws, s, x):
-    """Blocks of ``[S | X_m]' diag(w) [S | X_m]`` for per-model weights ``ws`` (O, m, n) (e.g. a
-    weight and its derivatives), shared columns ``s`` (n, c) and per-model columns ``x``
-    (m, n, p1): ``(S'WS (O, m, c, c), X'WS (O, m, p1, c), X'WX (O, m, p1, p1))``.  The blocks
-    with shared columns are matrix products against them (no per-model copy of ``S``)."""
-    orders, m, n = ws.shape
-    c = s.shape[1]
-    pairs = (s[:, :, None] * s[:, None, :]).reshape(n, c * c)
-    ss = (ws.reshape(orders * m, n) @ pairs).reshape(orders, m, c, c)
-    wx = ws[..., None] * x[None]  # (O, m, n, p1)
-    xs = jnp.einsum("omnj,ni->omji", wx, s)
-    xx = jnp.einsum("omnj,mni->omji", wx, x)
-    return ss, xs, xx
 
 
 def _cross_per_model(ws, c_rot, x_rot, y_rot):
@@ -227,4 +213,4 @@ def _estimates(t, c_rot, x_rot, y_rot, d, method: str, done, n_iter) -> RotatedF
     return RotatedFits(t, jnp.stack([s_g, s_e], axis=1), beta, s_e[:, None, None] * inv, ll, n_iter, status)
 
 
-__all__ = ["EXACT_BOUNDS", "GRID_SPACING", "RotatedFits", "grid_size_for", "rotated_fits", "weighted_cross"]
+__all__ = ["EXACT_BOUNDS", "GRID_SPACING", "RotatedFits", "grid_size_for", "rotated_fits"]

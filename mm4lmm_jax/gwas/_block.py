@@ -16,7 +16,7 @@ import numpy as np
 from jax.scipy.special import erfc
 
 from ..core._iterate import Status
-from ..core._profile_scan import ScanData, scan_markers
+from ..core._profile_scan import ScanData, marker_kr, scan_markers
 from ._io import MISSING_COUNT
 
 #: ``status`` codes of a marker (column ``status`` of the results): the package's one
@@ -118,12 +118,16 @@ class BlockFit(NamedTuple):
     fit_status: jnp.ndarray  # Status code of the ReML fit
     lrt: jnp.ndarray
     p_lrt: jnp.ndarray
+    f_kr: jnp.ndarray  # Kenward-Roger F of the marker effect (NaN unless asked for)
+    ddf_kr: jnp.ndarray  # its denominator degrees of freedom
 
 
-def _fit_block(g_rot, const: Constants, *, lrt: bool, grid_size: int, tol: float, max_iter: int) -> BlockFit:
+def _fit_block(
+    g_rot, const: Constants, *, lrt: bool, grid_size: int, tol: float, max_iter: int, kr: bool = False
+) -> BlockFit:
     """Fit every marker of a rotated block ``g_rot`` (b, n) for every trait.  The grid stage
-    runs in ``g_rot``'s precision (float32 after a float32 rotation), the exact stage in
-    float64."""
+    runs in ``g_rot``'s precision (float32 after a float32 rotation), the exact stage (and the
+    Kenward-Roger test with ``kr``) in float64."""
     kw = dict(grid_size=grid_size, tol=tol, max_iter=max_iter)
 
     def per_trait(args):
@@ -138,10 +142,14 @@ def _fit_block(g_rot, const: Constants, *, lrt: bool, grid_size: int, tol: float
             p_lrt = erfc(jnp.sqrt(0.5 * lrt_stat))
         else:
             lrt_stat = p_lrt = jnp.full_like(stat, jnp.nan)
+        if kr:
+            f_kr, ddf_kr = marker_kr(out, g_rot, data)
+        else:
+            f_kr = ddf_kr = jnp.full_like(stat, jnp.nan)
         delta = jnp.exp(out.log_delta)
         return BlockFit(
             out.beta, out.se, stat, p_chi2, delta * out.sigma2_e, out.sigma2_e, out.loglik,
-            out.n_iter + 1, out.status, lrt_stat, p_lrt,
+            out.n_iter + 1, out.status, lrt_stat, p_lrt, f_kr, ddf_kr,
         )  # fmt: skip
 
     return jax.lax.map(per_trait, (const.y_rot, const.null_ml))
@@ -155,12 +163,17 @@ def _rotate_and_fit(g, u, const: Constants, **options) -> BlockFit:
 
 
 @lru_cache(maxsize=16)
-def block_program(lrt: bool, grid_size: int, tol: float, max_iter: int, n_devices: int = 1, rotate: bool = False):
-    """The jitted block function for these options: ``(g_rot, const)`` for a block rotated
+def block_program(
+    lrt: bool, grid_size: int, tol: float, max_iter: int, n_devices: int = 1, rotate: bool = False, kr: bool = False
+):
+    """The jitted block function for these options (``kr``: also the Kenward-Roger test of
+    each marker): ``(g_rot, const)`` for a block rotated
     beforehand, or with ``rotate`` ``(g, u, const)`` (the rotation inside the program).  With
     ``n_devices > 1`` the block's markers are split across the local devices (``shard_map``,
     one shard per device, ``u`` and ``const`` replicated)."""
-    fn = partial(_rotate_and_fit if rotate else _fit_block, lrt=lrt, grid_size=grid_size, tol=tol, max_iter=max_iter)
+    fn = partial(
+        _rotate_and_fit if rotate else _fit_block, lrt=lrt, grid_size=grid_size, tol=tol, max_iter=max_iter, kr=kr
+    )
     if n_devices <= 1:
         return jax.jit(fn)
     from jax.sharding import Mesh, PartitionSpec
@@ -347,7 +360,10 @@ def finish_block(host: dict[str, np.ndarray], df: int, units: Units) -> dict[str
     host["loglik"] = host["loglik"] + units.loglik_shift[:, None] + np.log(qc.inv_scale[None, :])
     with np.errstate(invalid="ignore"):
         host["p_wald"] = betainc(0.5 * df, 0.5, df / (df + host["stat"]))
-    for key in ("beta", "se", "stat", "p_wald", "p_chi2", "sigma2_g", "sigma2_e", "loglik", "lrt", "p_lrt"):
+        ddf = host["ddf_kr"]
+        host["p_kr"] = betainc(0.5 * ddf, 0.5, ddf / (ddf + host["f_kr"]))
+    for key in ("beta", "se", "stat", "p_wald", "p_chi2", "sigma2_g", "sigma2_e", "loglik", "lrt", "p_lrt",
+                "f_kr", "ddf_kr", "p_kr"):  # fmt: skip
         host[key] = np.where(bad, np.nan, host[key])
     host["converged"] = ~bad
     host["status"] = status

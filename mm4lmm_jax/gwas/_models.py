@@ -68,14 +68,9 @@ class ModelOptions:
     extra_names: tuple[str, ...] = field(default=())
 
     def general(self) -> bool:
-        """Whether the scan needs this module (else the two-component kernel serves it)."""
-        return (
-            len(self.kinships) > 1
-            or bool(self.random)
-            or self.gxe is not None
-            or self.sets is not None
-            or (self.test != "wald")
-        )
+        """Whether the scan needs this module (else the two-component kernel serves it, with
+        its Kenward-Roger tests for ``test="kr"``)."""
+        return len(self.kinships) > 1 or bool(self.random) or self.gxe is not None or self.sets is not None
 
 
 def read_sets(path: str | os.PathLike) -> dict[str, list[str]]:

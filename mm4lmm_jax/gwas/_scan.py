@@ -62,6 +62,10 @@ from ._select import Selection, SelectionReport, sample_mask, select_markers, se
 #: Median of the chi-square distribution with 1 df (for the genomic inflation factor).
 CHI2_1_MEDIAN = 0.4549364231195724
 
+#: Columns added by ``test="kr"``: the Kenward-Roger F of the marker effect, its denominator
+#: degrees of freedom and ``P(F(1, ddf_kr) > f_kr)``.
+KR_COLUMNS = ["f_kr", "ddf_kr", "p_kr"]
+
 RESULT_COLUMNS = [
     *SNP_COLUMNS,
     "af",
@@ -93,6 +97,7 @@ class ScanOptions:
     tol: float = 1e-4
     max_iter: int = 30
     rotation_dtype: str = "float32"
+    kr: bool = False  # also the Kenward-Roger test of every marker
 
 
 class _Programs:
@@ -163,7 +168,7 @@ def _block_executable(name, opts, max_iter, size, dtype, n, c, t, n_devices, rot
     spec = jax.ShapeDtypeStruct
     const = Constants(spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64))
     arrays = (spec((size, n), dtype), *((spec((n, n), dtype),) if rotate else ()))
-    jitted = block_program(opts.lrt, opts.grid_size, opts.tol, max_iter, n_devices, rotate)
+    jitted = block_program(opts.lrt, opts.grid_size, opts.tol, max_iter, n_devices, rotate, opts.kr)
     if n_devices > 1:
         return jitted.lower(*arrays, const).compile()
     k = len(arrays)
@@ -294,7 +299,7 @@ def _remote_block(spec, array_block, rows, start, stop, u, const_host, units, op
     else:
         raw = array_block
     rotate = not rotate_on_host()
-    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1, rotate)
+    program = block_program(opts.lrt, opts.grid_size, opts.tol, opts.max_iter, 1, rotate, opts.kr)
     const = Constants(*(jnp.asarray(a) for a in const_host))
     u = jnp.asarray(u) if rotate else u
     fit, qc, g = start_block(program, raw, u, const, block_size, opts.rotation_dtype)
@@ -491,7 +496,9 @@ def gwas(
         IDs per line) or a mapping name -> marker IDs: one joint test per set (df = its
         markers); ``test="kr"`` adds Kenward-Roger ``f_kr``, ``ddf_kr``, ``p_kr``.  One
         ``sigma2_<name>`` column per component.  Not with ``client``; ``checkpoint`` saves
-        blocks of ``chunk_size`` markers or sets.
+        blocks of ``chunk_size`` markers or sets.  With one kinship and no other of these,
+        ``test="kr"`` runs in this scan itself (its table, plus the three KR columns, computed
+        in each block from the rotated markers; ``client`` and ``devices`` work).
 
     Returns
     -------
@@ -559,6 +566,7 @@ def gwas(
         sample_ids=sample_ids,
         select=select,
         grm_kind=grm_kind,
+        test=test,
     )
     if client is not None:
         executor: LocalExecutor | DaskExecutor = DaskExecutor(client)
@@ -641,10 +649,11 @@ def prepare_scan(
     sample_ids: Sequence | None = None,
     select: Selection | None = None,
     grm_kind: str = "standardised",
+    test: str = "wald",
 ) -> ScanPlan:
     """Check and align the inputs of a scan (arguments as :func:`gwas`); reads no kinship yet,
     and genotypes only for a selection by frequency or missingness (one pass)."""
-    opts = _options(lrt, grid_size, tol, max_iter, rotation_dtype)
+    opts = _options(lrt, grid_size, tol, max_iter, rotation_dtype, test)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     source = genotype_source(genotypes, sample_ids)
@@ -756,7 +765,7 @@ def run_scan(plan: ScanPlan, executor: LocalExecutor | DaskExecutor, *, progress
             bar.close()
 
     traits = [str(t) for t in plan.pheno.columns]
-    frame, refitted = _assemble(source, parts, traits)
+    frame, refitted = _assemble(source, parts, traits, plan.opts.kr)
     by_trait = {t: frame[frame["trait"] == t] if "trait" in frame else frame for t in traits}
     n_of = {t: pat.n for pat in patterns for t in pat.traits}
     store = getattr(executor, "store", None)
@@ -827,7 +836,7 @@ def _refit_group(source, pat: _Pattern, runs, blocks, kin_fn, rotation, opts: Sc
             done += w.size
 
 
-def _options(lrt, grid_size, tol, max_iter, rotation_dtype) -> ScanOptions:
+def _options(lrt, grid_size, tol, max_iter, rotation_dtype, test: str = "wald") -> ScanOptions:
     """Checked :class:`ScanOptions`."""
     try:
         dtype = None if rotation_dtype is None else str(np.dtype(rotation_dtype))
@@ -841,7 +850,9 @@ def _options(lrt, grid_size, tol, max_iter, rotation_dtype) -> ScanOptions:
         raise ValueError(f"tol must be a number in (0, 1) (a step in log delta), got {tol!r}")
     if isinstance(max_iter, bool) or not float(max_iter).is_integer() or int(max_iter) < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    return ScanOptions(bool(lrt), int(grid_size), float(tol), int(max_iter), dtype)
+    if test not in ("wald", "kr"):
+        raise InputError(f"test must be 'wald' or 'kr', got {test!r}")
+    return ScanOptions(bool(lrt), int(grid_size), float(tol), int(max_iter), dtype, test == "kr")
 
 
 def _null_report(meta: dict, label: str, pat: _Pattern, nulls, d: np.ndarray, c_rot: np.ndarray, y_rot) -> None:
@@ -908,7 +919,7 @@ def genomic_inflation(stat) -> float:
     return float(np.median(s) / CHI2_1_MEDIAN) if s.size else float("nan")
 
 
-def _assemble(source: GenotypeSource, parts, traits) -> tuple[pd.DataFrame, dict]:
+def _assemble(source: GenotypeSource, parts, traits, kr: bool = False) -> tuple[pd.DataFrame, dict]:
     """One frame of every trait's markers (traits in the order given, markers in file order);
     and the count of markers refitted in float64 per trait."""
     per_trait: dict[str, list] = {t: [] for t in traits}
@@ -934,6 +945,9 @@ def _assemble(source: GenotypeSource, parts, traits) -> tuple[pd.DataFrame, dict
             if key == "status":
                 f[key] = pd.Categorical.from_codes(cat["status"], categories=list(STATUS.values()))
             else:
+                f[key] = cat[key]
+        if kr:
+            for key in KR_COLUMNS:
                 f[key] = cat[key]
         refitted[trait] = int(np.sum(cat["refitted"]))
         frames.append(f)

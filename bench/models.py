@@ -11,8 +11,8 @@ kinship ``K2 = Z Z'`` of 100 random groups (a family or environment structure). 
   Newton on the expansion around the null optimum) on the first ``m_slow`` markers;
 * ``G x E``: ``gxe="age"`` with one kinship on all m, against GEMMA 0.98.5 ``-gxe -lmm 1`` on
   the same data (same kinship, covariates, environment), with the largest |delta log10 p|;
-* ``KR``: ``test="kr"`` with one kinship on all m markers (closed-form ingredients on the
-  rotated designs).
+* ``KR``: ``test="kr"`` with one kinship on all m markers (the KR test inside the one-kinship
+  scan's block program).
 
 Ratios are of times on the same markers; the one-kinship scan's time includes its
 eigendecomposition, as a user meets it.

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from jax.experimental import jet
 
 from ._iterate import Status, iterate, status_of
-from ._kenward_roger import kr_from_crosses, kr_test, rotated_weights, trace_weights
+from ._kenward_roger import kr_test, rotated_kr_ingredients
 from ._likelihood import LOG_2PI
 
 #: GEMMA's bounds on the variance ratio ``delta = s_g / s_e``.
@@ -507,18 +507,10 @@ def refine(g_rot, e_grid, data: ScanData, grid, *, method: str, tol: float, max_
 
 def _marker_kr(log_delta, sigma2_e, beta, g_rot, data: ScanData):
     g_rot = g_rot.astype(data.d.dtype)
-    b, n = g_rot.shape
+    b = g_rot.shape[0]
     c = data.c_rot.shape[0]
-    s_e = jnp.broadcast_to(sigma2_e, (b,))
-    weights = rotated_weights(data.d, jnp.stack([jnp.exp(log_delta) * s_e, s_e], axis=1))  # (6, b, n)
-    flat = weights.reshape(6 * b, n)
-    pairs = (data.c_rot[:, None, :] * data.c_rot[None, :, :]).reshape(c * c, n)
-    cc = (flat @ pairs.T).reshape(6, b, c, c)
-    gc = ((weights * g_rot[None]).reshape(6 * b, n) @ data.c_rot.T).reshape(6, b, c, 1)
-    gg = jnp.sum(weights * (g_rot * g_rot)[None], axis=-1)[..., None, None]  # (6, b, 1, 1)
-    top = jnp.concatenate([cc, gc], axis=-1)
-    bottom = jnp.concatenate([jnp.swapaxes(gc, -1, -2), gg], axis=-1)
-    ing = kr_from_crosses(jnp.concatenate([top, bottom], axis=-2), trace_weights(weights, data.d))
+    sigma2 = jnp.stack([jnp.exp(log_delta) * sigma2_e, jnp.broadcast_to(sigma2_e, (b,))], axis=1)
+    ing = rotated_kr_ingredients(data.c_rot.T, g_rot[:, :, None], data.d, sigma2)
     contrast = jnp.zeros((1, c + 1), beta.dtype).at[0, c].set(1.0)
     full_beta = jnp.zeros((b, c + 1), beta.dtype).at[:, c].set(beta)
     test = jax.vmap(lambda bt, ing_i: kr_test(bt, ing_i, contrast))(full_beta, ing)
@@ -528,7 +520,7 @@ def _marker_kr(log_delta, sigma2_e, beta, g_rot, data: ScanData):
 def marker_kr(out: ScanOutput, g_rot, data: ScanData):
     """Kenward-Roger F statistic and denominator df (b,) of each marker's effect at its fit
     ``out`` (:func:`scan_markers`, ReML), the model ``[C | g]``: the closed-form two-component
-    ingredients (:func:`~._kenward_roger.kr_from_crosses`) from the block's rotated columns,
+    ingredients (:func:`~._kenward_roger.rotated_kr_ingredients`) from the block's rotated columns,
     by :data:`EXACT_CHUNK` markers (``g_rot`` widened chunk by chunk).  The p-value is
     ``P(F(1, ddf) > f)``."""
     b, n = g_rot.shape

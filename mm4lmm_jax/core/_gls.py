@@ -100,7 +100,7 @@ def weighted_cross(ws, s, x):
     xs = (jnp.swapaxes(wx, -1, -2).reshape(orders * m * p1, n) @ s).reshape(orders, m, p1, c)
     # X'WX pair by pair: a fused product and sum (XLA's CPU batched dot is several times slower)
     cols = [[jnp.sum(wx[..., i] * x[None, :, :, j], axis=-1) for j in range(p1)] for i in range(p1)]
-    xx = jnp.stack([jnp.stack(row, axis=-1) for row in cols], axis=-2)
+    xx = jnp.stack([jnp.stack(row, axis=-1) for row in cols], axis=-2) if p1 else jnp.zeros((orders, m, 0, 0), ws.dtype)
     return ss, xs, xx
 
 

@@ -58,3 +58,23 @@ def test_second_process_loads_what_the_first_compiled(tmp_path):
     second = json.loads(_run(code, MM4LMM_JAX_CACHE=cache))
     assert first[0] == 0 and second[0] > 0
     assert second[1] == first[1]
+
+
+def test_run_once_programs_compile_with_cheaper_options_and_equal_results(tmp_path, monkeypatch):
+    """The null and refit programs' cheaper XLA code generation is accepted by this XLA and
+    gives the fully optimised program's numbers (to 1e-13 here: only fusion order differs)."""
+    from mm4lmm_jax.gwas import _programs
+
+    monkeypatch.setattr(_programs, "_store", lambda: None)  # the tracing path, no store written
+    x = jax.ShapeDtypeStruct((50, 7), jax.numpy.float64)
+
+    def fn(a):
+        w = jax.numpy.exp(-jax.numpy.abs(a)) / (1.0 + a**2)
+        return (jax.numpy.sum(w * jax.numpy.log1p(a**2), axis=0), jax.numpy.linalg.cholesky(a.T @ a + 1.0))
+
+    cheap = _programs.compiled("t", fn, (x,), "k", run_once=True)
+    full = _programs.compiled("t", fn, (x,), "k")
+    a = jax.numpy.asarray(__import__("numpy").random.default_rng(0).normal(size=(50, 7)))
+    for u, v in zip(cheap(a), full(a)):
+        assert jax.numpy.allclose(u, v, rtol=1e-13, atol=0)
+    assert _programs.COMPILER_OPTIONS["xla_backend_optimization_level"] == 0

@@ -10,6 +10,12 @@ the shapes and the options: any change traces afresh.  (Keying by the lowered pr
 instead would need the tracing that the store exists to skip; XLA's own compilation cache
 is keyed by it.)  Without a cache directory, or on any failure to export or load, the
 program is traced as usual.
+
+Programs run once or on few markers (the null fits, the float64 refit program) are compiled
+with XLA's cheaper CPU code generation (``run_once=True``, :data:`COMPILER_OPTIONS`): their
+compilation, not their run, is what a first run pays.  The block program, run on every
+block, keeps XLA's full optimisation.  The options apply to these programs only, never to a
+user's JAX code.
 """
 
 from __future__ import annotations
@@ -46,14 +52,24 @@ def code_digest() -> str:
     return source_digest(Path(__file__).resolve().parents[1])
 
 
+#: XLA options of the scan's programs (see the module docstring); on other backends none.
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _options() -> dict | None:
+    return COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+
+
 def _store() -> Path | None:
     path = jax.config.jax_compilation_cache_dir
     return Path(path) / "exported" if path else None
 
 
-def compiled(name: str, flat_fn: Callable, specs: tuple, key: str):
+def compiled(name: str, flat_fn: Callable, specs: tuple, key: str, *, run_once: bool = False):
     """``flat_fn`` (arrays in, a tuple of arrays out) compiled for ``specs``: loaded from the
-    export store when possible, else traced (and stored)."""
+    export store when possible, else traced (and stored); ``run_once``: with
+    :data:`COMPILER_OPTIONS` (see the module docstring)."""
+    options = _options() if run_once else None
     store = _store()
     if store is not None:
         try:
@@ -66,13 +82,14 @@ def compiled(name: str, flat_fn: Callable, specs: tuple, key: str):
                 tmp = file.with_suffix(".tmp")
                 tmp.write_bytes(exp.serialize())
                 tmp.replace(file)
-            return jax.jit(exp.call).lower(*specs).compile()
+            return jax.jit(exp.call).lower(*specs).compile(options)
         except Exception:  # noqa: BLE001 - any failure falls back to tracing
             pass
-    return jax.jit(flat_fn).lower(*specs).compile()
+    return jax.jit(flat_fn).lower(*specs).compile(options)
 
 
 __all__ = [
+    "COMPILER_OPTIONS",
     "code_digest",
     "compiled",
     "source_digest",

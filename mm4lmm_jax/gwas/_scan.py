@@ -133,7 +133,7 @@ class _Programs:
             def flat_null(*arrays, _m=m):
                 return tuple(null_fit(ScanData(*arrays), method=_m, grid_size=opts.grid_size))
 
-            run = compiled(f"null_{m}", flat_null, tuple(data), f"{opts.grid_size} {n} {c}")
+            run = compiled(f"null_{m}", flat_null, tuple(data), f"{opts.grid_size} {n} {c}", run_once=True)
             nulls[m] = lambda d, _run=run: ScanOutput(*_run(*d))
         return block, nulls
 
@@ -173,7 +173,8 @@ def _block_executable(name, opts, max_iter, size, dtype, n, c, t, n_devices, rot
         return jitted.lower(*arrays, const).compile()
     k = len(arrays)
     key = f"{opts} {max_iter} {size} {dtype} {n} {c} {t} {rotate}"
-    flat = compiled(name, lambda *a: tuple(jitted(*a[:k], Constants(*a[k:]))), (*arrays, *const), key)
+    fn = lambda *a: tuple(jitted(*a[:k], Constants(*a[k:])))  # noqa: E731
+    flat = compiled(name, fn, (*arrays, *const), key, run_once=name == "refit")
 
     def run(*a):
         return BlockFit(*flat(*a[:k], *a[k]))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 
 import mm4lmm_jax as mj
 
@@ -60,9 +61,11 @@ def test_second_process_loads_what_the_first_compiled(tmp_path):
     assert second[1] == first[1]
 
 
-def test_run_once_programs_compile_with_cheaper_options_and_equal_results(tmp_path, monkeypatch):
+def test_run_once_programs_compile_with_cheaper_options_and_equal_results(monkeypatch):
     """The null and refit programs' cheaper XLA code generation is accepted by this XLA and
-    gives the fully optimised program's numbers (to 1e-13 here: only fusion order differs)."""
+    gives the default program's numbers (to 1e-13: only fusion order may differ).  (The
+    suite's ``XLA_FLAGS`` already lower the whole process's optimisation, so the speed is
+    measured in ``bench/``, not here.)"""
     from mm4lmm_jax.gwas import _programs
 
     monkeypatch.setattr(_programs, "_store", lambda: None)  # the tracing path, no store written
@@ -73,8 +76,7 @@ def test_run_once_programs_compile_with_cheaper_options_and_equal_results(tmp_pa
         return (jax.numpy.sum(w * jax.numpy.log1p(a**2), axis=0), jax.numpy.linalg.cholesky(a.T @ a + 1.0))
 
     cheap = _programs.compiled("t", fn, (x,), "k", run_once=True)
-    full = _programs.compiled("t", fn, (x,), "k")
-    a = jax.numpy.asarray(__import__("numpy").random.default_rng(0).normal(size=(50, 7)))
-    for u, v in zip(cheap(a), full(a)):
+    default = _programs.compiled("t", fn, (x,), "k")
+    a = jax.numpy.asarray(np.random.default_rng(0).normal(size=(50, 7)))
+    for u, v in zip(cheap(a), default(a)):
         assert jax.numpy.allclose(u, v, rtol=1e-13, atol=0)
-    assert _programs.COMPILER_OPTIONS["xla_backend_optimization_level"] == 0

@@ -143,7 +143,7 @@ class _Programs:
         """The block program for :data:`~.block.REFIT_BLOCK` float64 markers (rotated
         beforehand, or with float64 eigenvectors), with :func:`~.block.refit_iterations`."""
         return _block_executable(
-            "refit", opts, refit_iterations(opts.max_iter), REFIT_BLOCK, "float64", n, c, t, 1, rotate
+            "refit", opts, refit_iterations(opts.max_iter), REFIT_BLOCK, "float64", n, c, t, 1, rotate, run_once=True
         )
 
     def get(self):
@@ -159,11 +159,12 @@ class _Programs:
         self._pool.shutdown(wait=False)
 
 
-def _block_executable(name, opts, max_iter, size, dtype, n, c, t, n_devices, rotate):
+def _block_executable(name, opts, max_iter, size, dtype, n, c, t, n_devices, rotate, run_once=False):
     """The compiled block program for ``size`` markers of ``dtype`` (and the eigenvectors
     when ``rotate``), ``n`` individuals, ``c`` covariates, ``t`` traits: on one device
     exported under ``name`` (:func:`~.programs.compiled`; flat arrays in and out, so the
-    stored program needs no pytree registry), else lowered for the device mesh."""
+    stored program needs no pytree registry), else lowered for the device mesh; ``run_once``
+    (the refit program): compiled with the cheaper options of :mod:`~.programs`."""
     f64 = jnp.float64
     spec = jax.ShapeDtypeStruct
     const = Constants(spec((n,), f64), spec((c, n), f64), spec((t, n), f64), spec((t,), f64))
@@ -173,8 +174,9 @@ def _block_executable(name, opts, max_iter, size, dtype, n, c, t, n_devices, rot
         return jitted.lower(*arrays, const).compile()
     k = len(arrays)
     key = f"{opts} {max_iter} {size} {dtype} {n} {c} {t} {rotate}"
-    fn = lambda *a: tuple(jitted(*a[:k], Constants(*a[k:])))  # noqa: E731
-    flat = compiled(name, fn, (*arrays, *const), key, run_once=name == "refit")
+    flat = compiled(
+        name, lambda *a: tuple(jitted(*a[:k], Constants(*a[k:]))), (*arrays, *const), key, run_once=run_once
+    )
 
     def run(*a):
         return BlockFit(*flat(*a[:k], *a[k]))

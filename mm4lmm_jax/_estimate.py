@@ -13,6 +13,7 @@ from .core._batch import fit_models
 from .core._fit import FitOutput
 from .core._iterate import Status, Stopping
 from .core._likelihood import LOG_2PI
+from .core._lowrank_scan import LowRankScan, rotate_components
 from .core._newton_path import NewtonFitPath
 from .core._profile_scan import DELTA_BOUNDS
 from .core._rotated_scan import EXACT_BOUNDS, RotatedFits, rotated_fits
@@ -105,6 +106,44 @@ def _newton_structure(comps: Components, henderson: bool | None, n_cof: int) -> 
     cls, notes = choose_newton(n, q, n_cof, pd_ok, henderson)
     _notes(notes)
     return cls
+
+
+#: largest rank of a component for the low-rank engine (:class:`LowRankScan`), as a share of n
+LOW_RANK_SHARE = 0.5
+
+
+def lowrank_split(comps: Components) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]] | None:
+    """``(K, Z, order)`` where the components are a kinship ``K`` (n, n), one low-rank component
+    ``Z Z'`` (``Z`` (n, R), R <= n / 2, given by its incidence) and an identity error, in the
+    caller's positions ``order``; else ``None`` (the general Newton path)."""
+    if len(comps.names) != 3 or comps.z_list[2] is not None:
+        return None
+    err = comps.v_list[2]
+    n = err.shape[0]
+    if not (np.all(np.diagonal(err) == 1.0) and np.count_nonzero(err) == n):
+        return None
+    ranks = [z.shape[1] if z is not None else n for z in comps.z_list[:2]]
+    low = int(np.argmin(ranks))
+    z, v = comps.z_list[low], comps.v_list[low]
+    if z is None or ranks[low] > LOW_RANK_SHARE * n:
+        return None
+    if not (np.all(np.diagonal(v) == 1.0) and np.count_nonzero(v) == v.shape[0]):
+        lam, vec = np.linalg.eigh(v)
+        keep = lam > 1e-12 * max(lam.max(), 1e-300)
+        z = z @ (vec[:, keep] * np.sqrt(lam[keep]))
+    kin = comps.covariances()[1 - low]
+    return kin, z, (1 - low, low, 2)
+
+
+def _exact_fitter(y: np.ndarray, comps: Components, method: str, structure: Structure, newton_cls):
+    """The exact ``K >= 3`` fitter: :class:`LowRankScan` for a kinship, one low-rank component
+    and the error, else :class:`NewtonFitPath` on the Newton structure."""
+    split = lowrank_split(comps)
+    if split is not None:
+        kin, z, order = split
+        return LowRankScan(y, rotate_components(kin, z), method, order)
+    nst = structure if newton_cls is type(structure) else _prepare(newton_cls, y, comps, newton=True)
+    return NewtonFitPath(y, nst, method)
 
 
 def mmest(
@@ -208,8 +247,7 @@ def mmest(
     if rotated:
         fitter = OrthonormalBasis(RotatedFitter(structure, method), method)
     elif newton:
-        newton_structure = structure if newton_cls is cls else _prepare(newton_cls, y_arr, comps, newton=True)
-        fitter = OrthonormalBasis(NewtonFitPath(y_arr, newton_structure, method), method)
+        fitter = OrthonormalBasis(_exact_fitter(y_arr, comps, method, structure, newton_cls), method)
     else:
         fitter = mm
 
@@ -504,8 +542,8 @@ class PreparedModel:
             return
         mm = OrthonormalBasis(_MMFitter(self.structure, self.method, EXACT_STOPPING), self.method)
         if newton:
-            nst = self.structure if newton_cls is cls else _prepare(newton_cls, self.y, self.comps, newton=True)
-            self.fitter = OrthonormalBasis(NewtonFitPath(self.y, nst, self.method), self.method)
+            exact = _exact_fitter(self.y, self.comps, self.method, self.structure, newton_cls)
+            self.fitter = OrthonormalBasis(exact, self.method)
         else:
             self.fitter = mm
         self.algorithm = "newton" if newton else "mm"

@@ -5,23 +5,25 @@ rank (a second kinship of low rank, iid group effects, hybrids' ``Z_p K_p Z_p'``
 ``[C | X_m]`` has its own exact optimum in ``psi = (s_1 / s_e, s_2 / s_e)``.
 
 With ``K = U diag(d) U'`` and every column rotated by ``U'`` once, ``V / s_e = D + psi_2 Zt Zt'``
-(``D = psi_1 d + 1``, ``Zt = U'Z``), so by Woodbury ``A'V^-1A`` costs ``O(n R)`` per column
-instead of ``O(n^2)``.  The dependence on ``psi_2`` is made exact and ``O(R)`` per model by the
-eigendecomposition ``Zt' D^-1 Zt = Q diag(theta) Q'`` at fixed ``psi_1``:
+(``D = psi_1 d + 1``, ``Zt = U'Z``).  At fixed ``psi_1``, with ``Zt'D^-1 Zt = Q diag(theta) Q'``,
+Woodbury gives
 
-    ``a' V^-1 b = a' D^-1 b - sum_r h_r w_ar w_br``,  ``h_r = psi_2 / (1 + psi_2 theta_r)``,
-    ``w = Q' Zt' D^-1 a``,  ``log|V| = log|D| + sum_r log(1 + psi_2 theta_r)``.
+    ``a'V^-1 b = a'D^-1 b - sum_r h_r w_ar w_br``,  ``h_r = psi_2 / (1 + psi_2 theta_r)``,
+    ``w = Q'Zt'D^-1 a``,  ``log|V| = log|D| + sum_r log(1 + psi_2 theta_r)``.
 
-That holds on ``J`` nodes ``psi_1^(j)`` shared by every model (one GEMM ``L_j X`` per node, ``L_j
-= Q_j' Zt' D_j^-1``); between nodes, every entry of ``A'V^-1A`` and ``log|V|`` is interpolated in
-``s = log(psi_1 + c0)`` (``c0 = 1 / max d``) by Chebyshev polynomials on ``[s0 - h, s0 + h]``
-around the null optimum.  In ``s`` those functions are analytic in the strip ``|Im s| < pi``
-(every singularity of ``V(psi_1)^-1`` lies at ``psi_1 + c0 <= 0``), so :data:`N_NODES` nodes over
-:data:`HALF_WIDTH` interpolate them to about 1e-13 relative.  Newton's method on ``(s, log
-psi_2)`` (derivatives exact in ``psi_2``, of the interpolant in ``s``) then finds each model's
-optimum; a model whose optimum leaves the interval, or that does not converge, is refitted by
-the exact evaluation (:func:`exact_parts`: one ``R x R`` Cholesky per step), as is the null
-model.
+Every entry of ``A'V^-1A`` (``A = [C | X_m | y]``) and ``log|V|`` is evaluated on a grid of
+nodes ``(s_j, u_l)``, ``s = log(psi_1 + c0)``, ``u = log(psi_2 + c2)`` (``c0 = 1 / max d``,
+``c2 = 1 / max theta``), shared by every model: per model, GEMMs over the individuals (``L_j X``,
+``L_j = Q_j'Zt'D_j^-1``) then over the low-rank dimension.  Between nodes they are interpolated
+by Chebyshev polynomials in both coordinates on a box of half-width :data:`HALF_WIDTH` around the
+null optimum: in ``s`` and ``u`` those functions are analytic in the strip ``|Im| < pi`` (every
+singularity lies at ``psi_1 + c0 <= 0`` or ``psi_2 + c2 <= 0``), so :data:`N_NODES` nodes
+interpolate them to about 1e-12 relative.  Newton's method on ``(s, u)`` (exact derivatives of the
+interpolant) then finds each model's optimum with ``O(J L k^2)`` work per step.  A model whose
+optimum lies on an edge of the box that is not a bound of ``psi`` is refitted in a box three times
+as wide (twice the nodes), then if need be by the exact algebra (:func:`exact_parts`: one
+``R x R`` Cholesky per step), as the null model is.  Ratios are bounded to ``PSI_BOUNDS``
+(``[1e-8, 1e8]``) as in the general Newton path.
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ from ._fit import FitOutput
 from ._iterate import Status, status_of
 from ._newton_scan import PSI_BOUNDS, maximise, profiled, profiled_derivatives, profiled_value
 
-#: nodes of the Chebyshev interpolation in ``s = log(psi_1 + c0)``
+#: Chebyshev nodes per coordinate of the box
 N_NODES = 10
-#: half-width of the interpolation interval in ``s`` around the null optimum (a factor
-#: ``e^0.7 = 2`` on ``psi_1 + c0``): further optima are refitted exactly
+#: half-width of the box in ``s`` and ``u`` around the null optimum (a factor ``e^0.3 = 1.35``
+#: on ``psi_1 + c0`` and on ``psi_2 + c2``); optima beyond it are refitted
 HALF_WIDTH = 0.3
 #: exact refits per compiled batch
 FALLBACK_BATCH = 8
@@ -120,38 +122,47 @@ def _exact_batch(t0, d, zt, a, skip, *, n: int, method: str):
 
 
 # ---------------------------------------------------------------- the interpolated scan
-class Nodes(NamedTuple):
-    """What every model shares at the nodes ``psi_1^(j)`` (j < J) of the interval ``[lo, hi]``
-    in ``s = log(psi_1 + c0)``; ``[C | y]`` has ``c1`` columns.
+class Box(NamedTuple):
+    """What every model shares on the node grid ``(s_j, u_l)`` (J x L) of the box
+    ``[s_lo, s_hi] x [u_lo, u_hi]``, ``s = log(psi_1 + c0)``, ``u = log(psi_2 + c2)``; ``[C | y]``
+    has ``c1`` columns.
 
-    ``bounds`` (2,) ``(lo, hi)``; ``c0`` (); ``cheb`` (J, J) node values -> Chebyshev
-    coefficients; ``theta`` (J, R); ``wf`` (J, R, c1) ``L_j [C | y]``; ``wfwf`` (J, R, c1 c1) its
-    row outer products; ``ffd`` (J, c1, c1) ``[C | y]' D_j^-1 [C | y]``; ``ldd`` (J,) ``log|D_j|``.
+    ``bounds`` (2, 2) rows ``(lo, hi)`` of ``s`` and ``u``; ``offsets`` (2,) ``(c0, c2)``;
+    ``cheb_s`` (J, J), ``cheb_u`` (L, L) node values -> Chebyshev coefficients; ``ff`` (J, L,
+    c1, c1) ``[C | y]' V^-1 [C | y]`` and ``ld`` (J, L) ``log|V|`` at the nodes (``V / s_e``).
     """
 
     bounds: jnp.ndarray
-    c0: jnp.ndarray
-    cheb: jnp.ndarray
-    theta: jnp.ndarray
-    wf: jnp.ndarray
-    wfwf: jnp.ndarray
-    ffd: jnp.ndarray
-    ldd: jnp.ndarray
+    offsets: jnp.ndarray
+    cheb_s: jnp.ndarray
+    cheb_u: jnp.ndarray
+    ff: jnp.ndarray
+    ld: jnp.ndarray
 
 
-class NodeMaps(NamedTuple):
-    """Host-side maps of marker columns at the nodes: ``lmat`` (J R, n) the stacked ``L_j``,
-    ``dinv`` (J, n) the weights ``1 / D_j``, ``f`` (n, c1) the rotated ``[C | y]``."""
+class BoxMaps(NamedTuple):
+    """Host-side maps of marker columns to the box's nodes: ``lmat`` (J R, n) the stacked
+    ``L_j = Q_j' Zt' D_j^-1``, ``dinv`` (J, n) the weights ``1 / D_j``, ``f`` (n, c1) the rotated
+    ``[C | y]``, ``hwf`` (J, R, L c1) ``h_jlr L_j [C | y]``, ``h`` (J, R, L) the Woodbury weights
+    ``psi_2 / (1 + psi_2 theta)``."""
 
     lmat: np.ndarray
     dinv: np.ndarray
     f: np.ndarray
+    hwf: np.ndarray
+    h: np.ndarray
 
 
 def chebyshev_nodes(lo: float, hi: float, count: int) -> np.ndarray:
     """Chebyshev points of the second kind on ``[lo, hi]`` (count,), both ends included."""
     x = np.cos(np.pi * np.arange(count) / (count - 1))
     return 0.5 * (lo + hi) + 0.5 * (hi - lo) * x
+
+
+def _chebyshev_matrix(count: int) -> np.ndarray:
+    """(count, count): values at :func:`chebyshev_nodes` -> Chebyshev coefficients."""
+    x = np.cos(np.pi * np.arange(count) / (count - 1))
+    return np.linalg.inv(np.polynomial.chebyshev.chebvander(x, count - 1))
 
 
 def _chebyshev_basis(x, count: int):
@@ -166,22 +177,28 @@ def _chebyshev_basis(x, count: int):
     return jnp.stack([jnp.stack(t[:count]), jnp.stack(t1[:count]), jnp.stack(t2[:count])])
 
 
-def interval(d: np.ndarray, psi1_0: float, half_width: float = HALF_WIDTH) -> tuple[float, float, float]:
-    """``(c0, lo, hi)``: the interpolation interval in ``s = log(psi_1 + c0)`` around ``psi1_0``,
-    within the ratio bounds ``PSI_BOUNDS``."""
-    c0 = 1.0 / max(float(np.max(d)), 1e-300)
-    s_min, s_max = (float(np.log(np.exp(b) + c0)) for b in PSI_BOUNDS)
-    s0 = float(np.log(min(max(psi1_0, np.exp(PSI_BOUNDS[0])), np.exp(PSI_BOUNDS[1])) + c0))
-    return c0, max(s0 - half_width, s_min), min(s0 + half_width, s_max)
+def _weights(v, bounds, cheb):
+    """Interpolation weights of the nodes at ``v`` and their first two derivatives (3, count)."""
+    lo, hi = bounds[0], bounds[1]
+    scale = 2.0 / (hi - lo)
+    basis = _chebyshev_basis((v - lo) * scale - 1.0, cheb.shape[0])
+    return (basis @ cheb) * jnp.stack([1.0, scale, scale**2])[:, None]
 
 
-def prepare_nodes(rot: Rotated, f: np.ndarray, psi1_0: float, *, count: int = N_NODES,
-                  half_width: float = HALF_WIDTH) -> tuple[Nodes, NodeMaps]:  # fmt: skip
-    """The shared node quantities for rotated ``[C | y]`` ``f`` (n, c1) around ``psi1_0``."""
+def _interval(centre: float, offset: float, half_width: float) -> tuple[float, float]:
+    """``[log(centre + offset) -/+ half_width]`` within the ratio bounds ``PSI_BOUNDS``."""
+    lo_b, hi_b = (float(np.log(np.exp(b) + offset)) for b in PSI_BOUNDS)
+    mid = float(np.log(min(max(centre, np.exp(PSI_BOUNDS[0])), np.exp(PSI_BOUNDS[1])) + offset))
+    return max(mid - half_width, lo_b), min(mid + half_width, hi_b)
+
+
+def prepare_box(rot: Rotated, f: np.ndarray, psi0, *, count: int = N_NODES,
+                half_width: float = HALF_WIDTH) -> tuple[Box, BoxMaps]:  # fmt: skip
+    """The shared quantities of the box around ``psi0`` (2,) for rotated ``[C | y]`` ``f`` (n, c1)."""
     d, zt = rot.d, rot.zt
-    c0, lo, hi = interval(d, psi1_0, half_width)
-    s = chebyshev_nodes(lo, hi, count)
-    psi1 = np.exp(s) - c0
+    c0 = 1.0 / max(float(np.max(d)), 1e-300)
+    s_lo, s_hi = _interval(float(psi0[0]), c0, half_width)
+    psi1 = np.exp(chebyshev_nodes(s_lo, s_hi, count)) - c0
     dinv = 1.0 / (psi1[:, None] * d[None, :] + 1.0)  # (J, n)
     thetas, lmats = [], []
     for w in dinv:
@@ -189,38 +206,48 @@ def prepare_nodes(rot: Rotated, f: np.ndarray, psi1_0: float, *, count: int = N_
         theta, q = np.linalg.eigh(zt.T @ zw)
         thetas.append(np.clip(theta, 0.0, None))
         lmats.append(q.T @ zw.T)
+    theta = np.stack(thetas)  # (J, R)
     lmat = np.stack(lmats)  # (J, R, n)
+    c2 = 1.0 / max(float(theta.max()), 1e-300)
+    u_lo, u_hi = _interval(float(psi0[1]), c2, half_width)
+    psi2 = np.exp(chebyshev_nodes(u_lo, u_hi, count)) - c2  # (L,)
+    den = 1.0 + psi2[None, :, None] * theta[:, None, :]  # (J, L, R)
+    h = psi2[None, :, None] / den
     wf = lmat @ f  # (J, R, c1)
     ffd = np.einsum("jn,na,nb->jab", dinv, f, f)
-    x = np.cos(np.pi * np.arange(count) / (count - 1))
-    vander = np.polynomial.chebyshev.chebvander(x, count - 1)  # (J, J): T_k(x_j)
-    nodes = Nodes(
-        jnp.asarray([lo, hi]),
-        jnp.asarray(c0),
-        jnp.asarray(np.linalg.inv(vander)),
-        jnp.asarray(np.stack(thetas)),
-        jnp.asarray(wf),
-        jnp.asarray((wf[..., :, None] * wf[..., None, :]).reshape(*wf.shape[:2], -1)),
-        jnp.asarray(ffd),
-        jnp.asarray(-np.log(dinv).sum(axis=1)),
+    ff = ffd[:, None] - np.einsum("jlr,jra,jrb->jlab", h, wf, wf)
+    ld = -np.log(dinv).sum(axis=1)[:, None] + np.log(den).sum(axis=2)
+    box = Box(
+        jnp.asarray([[s_lo, s_hi], [u_lo, u_hi]]),
+        jnp.asarray([c0, c2]),
+        jnp.asarray(_chebyshev_matrix(count)),
+        jnp.asarray(_chebyshev_matrix(count)),
+        jnp.asarray(ff),
+        jnp.asarray(ld),
     )
-    return nodes, NodeMaps(lmat.reshape(-1, d.shape[0]), dinv, f)
+    hwf = (np.swapaxes(h, 1, 2)[..., None] * wf[:, :, None, :]).reshape(*wf.shape[:2], -1)
+    return box, BoxMaps(lmat.reshape(-1, d.shape[0]), dinv, f, hwf, np.swapaxes(h, 1, 2))
 
 
-def node_products(maps: NodeMaps, x_rot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-model quantities at the nodes for rotated marker columns ``x_rot`` (m, n, p1):
-    ``wx`` (m, J, R, p1) ``L_j X``, ``xdf`` (m, J, p1, c1) ``X'D_j^-1 [C | y]`` and ``xdx``
-    (m, J, p1, p1) ``X'D_j^-1 X`` -- three GEMMs over the individuals."""
+def box_products(maps: BoxMaps, x_rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model cross products at the box's nodes for rotated marker columns ``x_rot``
+    (m, n, p1): ``xf`` (m, J, L, p1, c1) ``X'V^-1 [C | y]`` and ``xx`` (m, J, L, p1, p1)
+    ``X'V^-1 X`` -- GEMMs over the individuals, then over the low-rank dimension."""
     m, n, p1 = x_rot.shape
-    j = maps.dinv.shape[0]
+    j, r, count = maps.h.shape
     c1 = maps.f.shape[1]
     flat = np.ascontiguousarray(np.moveaxis(x_rot, 1, 0)).reshape(n, m * p1)
-    wx = (maps.lmat @ flat).reshape(j, -1, m, p1).transpose(2, 0, 1, 3)
-    wf = (maps.dinv[:, :, None] * maps.f[None]).transpose(1, 0, 2).reshape(n, j * c1)
-    xdf = (flat.T @ wf).reshape(m, p1, j, c1).transpose(0, 2, 1, 3)
+    wx = (maps.lmat @ flat).reshape(j, r, m * p1)  # L_j X
+    fw = (maps.dinv[:, :, None] * maps.f[None]).transpose(1, 0, 2).reshape(n, j * c1)
+    xdf = (flat.T @ fw).reshape(m, p1, j, c1).transpose(0, 2, 1, 3)  # X'D_j^-1 [C | y]
     prods = (x_rot[:, :, :, None] * x_rot[:, :, None, :]).reshape(m, n, p1 * p1)
     xdx = np.einsum("mnq,jn->mjq", prods, maps.dinv).reshape(m, j, p1, p1)
-    return wx, xdf, xdx
+    corr = np.matmul(np.swapaxes(wx, 1, 2), maps.hwf)  # (J, m p1, L c1)
+    xf = xdf[:, :, None] - corr.reshape(j, m, p1, count, c1).transpose(1, 0, 3, 2, 4)
+    wxx = (wx.reshape(j, r, m, p1)[..., :, None] * wx.reshape(j, r, m, p1)[..., None, :]).reshape(j, r, -1)
+    corr = np.matmul(np.swapaxes(wxx, 1, 2), maps.h)  # (J, m p1 p1, L)
+    xx = xdx[:, :, None] - corr.reshape(j, m, p1, p1, count).transpose(1, 0, 4, 2, 3)
+    return xf, xx
 
 
 def _assemble(ff, xf, xx):
@@ -233,91 +260,65 @@ def _assemble(ff, xf, xx):
     return jnp.concatenate([top, mid, bottom], -2)
 
 
-def _node_values(psi2, nodes: Nodes, wx, xdf, xdx, orders: int):
-    """``S`` (orders, J, k, k) and ``log|V|`` (orders, J) at every node and their first
-    ``orders - 1`` derivatives in ``psi_2`` (exact)."""
-    th = nodes.theta
-    den = 1.0 + psi2 * th
-    hs = [psi2 / den, 1.0 / den**2, -2.0 * th / den**3][:orders]
-    lds = [nodes.ldd + jnp.sum(jnp.log(den), -1), jnp.sum(th / den, -1), -jnp.sum((th / den) ** 2, -1)][:orders]
-    h = jnp.stack(hs)  # (o, J, R)
-    c1 = nodes.ffd.shape[-1]
-    ff = -jnp.einsum("ojr,jrq->ojq", h, nodes.wfwf).reshape(orders, -1, c1, c1)
-    hx = h[..., None] * wx[None]  # (o, J, R, p1)
-    xf = -jnp.einsum("ojrp,jrc->ojpc", hx, nodes.wf)
-    xx = -jnp.einsum("ojrp,jrq->ojpq", hx, wx)
-    ff = ff.at[0].add(nodes.ffd)
-    xf = xf.at[0].add(xdf)
-    xx = xx.at[0].add(xdx)
-    return _assemble(ff, xf, xx), jnp.stack(lds)
+#: derivative orders (in s, in u) of the interpolant used by Newton's method
+_PAIRS = ((0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2))
 
 
-def _weights(s, nodes: Nodes, count: int):
-    """Interpolation weights of the nodes at ``s`` and their first two ``s``-derivatives (3, J)."""
-    lo, hi = nodes.bounds[0], nodes.bounds[1]
-    scale = 2.0 / (hi - lo)
-    basis = _chebyshev_basis((s - lo) * scale - 1.0, count)  # (3, J) in x
-    return (basis @ nodes.cheb) * jnp.stack([1.0, scale, scale**2])[:, None]
+def _box_parts(x, box: Box, xf, xx, pairs):
+    """``S`` (P, k, k) and ``log|V|`` (P,) of the interpolant and its derivatives ``pairs``."""
+    orders = 1 + max(max(p) for p in pairs)
+    om = _weights(x[0], box.bounds[0], box.cheb_s)[:orders]  # (o, J)
+    nu = _weights(x[1], box.bounds[1], box.cheb_u)[:orders]  # (o, L)
+
+    def contract(vals):  # (J, L, ...) -> (P, ...)
+        inner = jnp.tensordot(om, vals, 1)  # (o, L, ...)
+        return jnp.stack([jnp.tensordot(nu[b], inner[a], 1) for a, b in pairs])
+
+    return _assemble(contract(box.ff), contract(xf), contract(xx)), contract(box.ld)
 
 
-def _interp_value(x, nodes: Nodes, wx, xdf, xdx, n: int, method: str):
-    count = nodes.cheb.shape[0]
-    om = _weights(x[0], nodes, count)[0]
-    s_nodes, ld_nodes = _node_values(x[1], nodes, wx, xdf, xdx, 1)
-    return jnp.tensordot(om, s_nodes[0], 1), jnp.dot(om, ld_nodes[0])
+def _box_value(x, box: Box, xf, xx, n: int, method: str):
+    s, ld = _box_parts(x, box, xf, xx, ((0, 0),))
+    return profiled_value(s[0], ld[0], n, method)
 
 
-def _interp_derivatives(x, nodes: Nodes, wx, xdf, xdx, n: int, method: str):
-    """Profiled log-likelihood, gradient and Hessian in ``(s, psi_2)``."""
-    count = nodes.cheb.shape[0]
-    om = _weights(x[0], nodes, count)
-    s_n, ld_n = _node_values(x[1], nodes, wx, xdf, xdx, 3)
-
-    def comb(a, b, vals):  # d^a/ds^a d^b/dpsi2^b
-        return jnp.tensordot(om[a], vals[b], 1)
-
-    s00, s10, s20 = comb(0, 0, s_n), comb(1, 0, s_n), comb(2, 0, s_n)
-    s01, s11, s02 = comb(0, 1, s_n), comb(1, 1, s_n), comb(0, 2, s_n)
-    l00, l10, l20 = comb(0, 0, ld_n), comb(1, 0, ld_n), comb(2, 0, ld_n)
-    l01, l11, l02 = comb(0, 1, ld_n), comb(1, 1, ld_n), comb(0, 2, ld_n)
-    ds = jnp.stack([s10, s01])
-    d2s = jnp.stack([jnp.stack([s20, s11]), jnp.stack([s11, s02])])
-    dld = jnp.stack([l10, l01])
-    d2ld = jnp.stack([jnp.stack([l20, l11]), jnp.stack([l11, l02])])
-    return profiled_derivatives(s00, ds, d2s, l00, dld, d2ld, n, method)
+def _box_derivatives(x, box: Box, xf, xx, n: int, method: str):
+    """Profiled log-likelihood, gradient and Hessian in ``(s, u)``."""
+    s, ld = _box_parts(x, box, xf, xx, _PAIRS)
+    ds, d2s = s[1:3], jnp.stack([jnp.stack([s[3], s[4]]), jnp.stack([s[4], s[5]])])
+    dld, d2ld = ld[1:3], jnp.stack([jnp.stack([ld[3], ld[4]]), jnp.stack([ld[4], ld[5]])])
+    return profiled_derivatives(s[0], ds, d2s, ld[0], dld, d2ld, n, method)
 
 
 @partial(jax.jit, static_argnames=("n", "method"))
-def interpolated_fits(x0, nodes: Nodes, wx, xdf, xdx, *, n: int, method: str):
-    """Each model's optimum on the interpolant from ``x0 = (s0, psi2_0)`` (2,):
+def interpolated_fits(x0, box: Box, xf, xx, *, n: int, method: str):
+    """Each model's optimum on the box's interpolant from ``x0 = (s0, u0)`` (2,):
     ``(FitOutput, inside)`` per model (leading axis m); ``inside`` is False where the optimum
-    lies on an end of the interval that is not a bound of ``psi_1`` (refit exactly)."""
-    lo, hi = nodes.bounds[0], nodes.bounds[1]
-    s_min, s_max = (jnp.log(jnp.exp(b) + nodes.c0) for b in PSI_BOUNDS)
-    # psi_2 itself (not its log): at the bound psi_2 = 1e-8 the likelihood's slope in log psi_2
-    # vanishes and Newton would crawl; in psi_2 the coordinate is held there at once
-    lower = jnp.stack([lo, jnp.exp(PSI_BOUNDS[0])])
-    upper = jnp.stack([hi, jnp.exp(PSI_BOUNDS[1])])
+    lies on an edge of the box that is not a bound of ``psi`` (refit)."""
+    lower, upper = box.bounds[:, 0], box.bounds[:, 1]
+    true_lo = jnp.log(jnp.exp(PSI_BOUNDS[0]) + box.offsets)
+    true_hi = jnp.log(jnp.exp(PSI_BOUNDS[1]) + box.offsets)
     start = jnp.clip(x0, lower, upper)
 
-    def one(wx_i, xdf_i, xdx_i):
+    def one(xf_i, xx_i):
         sol = maximise(
-            lambda x: profiled_value(*_interp_value(x, nodes, wx_i, xdf_i, xdx_i, n, method), n, method),
+            lambda x: _box_value(x, box, xf_i, xx_i, n, method),
             start,
             lower=lower,
             upper=upper,
             tol=TOL,
             max_iter=50,
-            derivatives=lambda x: _interp_derivatives(x, nodes, wx_i, xdf_i, xdx_i, n, method),
+            derivatives=lambda x: _box_derivatives(x, box, xf_i, xx_i, n, method),
         )
-        est = profiled(*_interp_value(sol.value, nodes, wx_i, xdf_i, xdx_i, n, method), n, method)
-        s = sol.value[0]
-        psi = jnp.stack([jnp.exp(s) - nodes.c0, sol.value[1]])
-        gap = 1e-7 * (hi - lo)
-        inside = ((s > lo + gap) | (lo <= s_min + gap)) & ((s < hi - gap) | (hi >= s_max - gap))
+        s, ld = _box_parts(sol.value, box, xf_i, xx_i, ((0, 0),))
+        est = profiled(s[0], ld[0], n, method)
+        psi = jnp.exp(sol.value) - box.offsets
+        gap = 1e-7 * (upper - lower)
+        inside = jnp.all(((sol.value > lower + gap) | (lower <= true_lo + gap))
+                         & ((sol.value < upper - gap) | (upper >= true_hi - gap)))  # fmt: skip
         return _to_fit(est, psi, sol.status, sol.n_steps), inside
 
-    return jax.vmap(one)(wx, xdf, xdx)
+    return jax.vmap(one)(xf, xx)
 
 
 class LowRankScan:
@@ -367,6 +368,43 @@ class LowRankScan:
                               n=self.n, method=self.method)  # fmt: skip
         return [np.asarray(v)[: len(cols)] for v in jax.device_get(out)], np.asarray(t)[: len(cols)]
 
+    def _box(self, wide: bool) -> tuple[Box, BoxMaps]:
+        """The box around the current centre (three times as wide with twice the nodes)."""
+        boxes = self._centre[3]
+        if wide not in boxes:
+            scale = 3.0 if wide else 1.0
+            boxes[wide] = prepare_box(self.rot, self._centre[2], self._centre[4], count=self.count * (1 + wide),
+                                      half_width=scale * self.half_width)  # fmt: skip
+        return boxes[wide]
+
+    def _boxes(self, wide: bool, extra, chunk_size, progress):
+        """Interpolated fits of ``[base | extra[i]]`` in the box around the centre: the six
+        FitOutput fields (host arrays) and whether each optimum is inside the box."""
+        m, n, p1 = extra.shape
+        box, maps = self._box(wide)
+        x0 = jnp.log(jnp.asarray(self._centre[4]) + box.offsets)
+        size = max(1, min(chunk_size or DEFAULT_CHUNK, 1 << max(m - 1, 0).bit_length()))
+        slab = max(size, SLAB // size * size)
+        parts = []
+        for s0 in range(0, m, slab):
+            block = extra[s0 : s0 + slab]
+            k = block.shape[0]
+            flat = np.ascontiguousarray(np.moveaxis(block, 1, 0)).reshape(n, k * p1)
+            x_rot = np.moveaxis((self.rot.u.T @ flat).reshape(n, k, p1), 0, 1)
+            xf, xx = box_products(maps, x_rot)
+            for start in range(0, k, size):
+                arrays = [xf[start : start + size], xx[start : start + size]]
+                used = arrays[0].shape[0]
+                if used < size:
+                    arrays = [np.concatenate([a, np.repeat(a[-1:], size - used, axis=0)]) for a in arrays]
+                parts.append((interpolated_fits(x0, box, *arrays, n=self.n, method=self.method), used))
+                if progress is not None:
+                    progress(used)
+        host = jax.device_get([p for p, _ in parts])
+        fits = [np.concatenate([np.asarray(h[0][i])[:used] for h, (_, used) in zip(host, parts)]) for i in range(6)]
+        ok = np.concatenate([np.asarray(h[1])[:used] for h, (_, used) in zip(host, parts)])
+        return fits, ok & (fits[5] == Status.OK)
+
     # ------------------------------------------------------------------ interface
     def fit_null(self, design: np.ndarray, sigma_start: np.ndarray) -> FitOutput:
         """Exact fit of the model ``design`` (n, p) alone (leading axis 1)."""
@@ -390,43 +428,22 @@ class LowRankScan:
         if self._centre is None or self._centre[0] != (key, t0.tobytes()):
             c_rot = self.rot.u.T @ base
             f = np.column_stack([c_rot, self.y_rot])
-            nodes, maps = prepare_nodes(self.rot, f, float(np.exp(t0[0])), count=self.count,
-                                        half_width=self.half_width)  # fmt: skip
-            self._centre = ((key, t0.tobytes()), nodes, maps, c_rot)
-        _, nodes, maps, c_rot = self._centre
-        x0 = jnp.asarray([np.log(np.exp(t0[0]) + float(nodes.c0)), np.exp(t0[1])])
-        size = max(1, min(chunk_size or DEFAULT_CHUNK, 1 << max(m - 1, 0).bit_length()))
-        parts, inside = [], []
-        for s0 in range(0, m, max(size, SLAB // size * size)):
-            block = extra[s0 : s0 + max(size, SLAB // size * size)]
-            k = block.shape[0]
-            flat = np.ascontiguousarray(np.moveaxis(block, 1, 0)).reshape(n, k * p1)
-            x_rot = np.moveaxis((self.rot.u.T @ flat).reshape(n, k, p1), 0, 1)
-            wx, xdf, xdx = node_products(maps, x_rot)
-            for start in range(0, k, size):
-                sl = slice(start, start + size)
-                arrays = [wx[sl], xdf[sl], xdx[sl]]
-                used = arrays[0].shape[0]
-                if used < size:
-                    arrays = [np.concatenate([a, np.repeat(a[-1:], size - used, axis=0)]) for a in arrays]
-                out, ok = interpolated_fits(x0, nodes, *(jnp.asarray(a) for a in arrays), n=self.n, method=self.method)
-                parts.append(out)
-                inside.append((ok, used))
-                if progress is not None:
-                    progress(used)
-        host = jax.device_get([(p, i[0]) for p, i in zip(parts, inside)])
-        fits = [np.concatenate([np.asarray(h[0][f])[: i[1]] for h, i in zip(host, inside)]) for f in range(6)]
-        ok = np.concatenate([np.asarray(h[1])[: i[1]] for h, i in zip(host, inside)])
-        ok &= fits[5] == Status.OK
+            self._centre = ((key, t0.tobytes()), c_rot, f, {}, np.exp(t0))
+        c_rot = self._centre[1]
+        fits, ok = self._boxes(False, extra, chunk_size, progress)
         redo = np.flatnonzero(~ok)
+        if redo.size:  # optima outside the box: a box three times as wide, for them only
+            wide, ok_w = self._boxes(True, extra[redo], None, None)
+            for field, values in zip(fits, wide):
+                field[redo] = values
+            redo = redo[~ok_w]
         self.n_fallback = int(redo.size)
-        if redo.size:
-            for start in range(0, redo.size, FALLBACK_BATCH):
-                sel = redo[start : start + FALLBACK_BATCH]
-                cols = [np.column_stack([c_rot, self.rot.u.T @ extra[i], self.y_rot]) for i in sel]
-                out, _ = self._exact([t0] * sel.size, cols)
-                for field, values in zip(fits, out):
-                    field[sel] = values
+        for start in range(0, redo.size, FALLBACK_BATCH):
+            sel = redo[start : start + FALLBACK_BATCH]
+            cols = [np.column_stack([c_rot, self.rot.u.T @ extra[i], self.y_rot]) for i in sel]
+            out, _ = self._exact([t0] * sel.size, cols)
+            for field, values in zip(fits, out):
+                field[sel] = values
         return self._reorder(FitOutput(*fits))
 
 
@@ -434,14 +451,13 @@ __all__ = [
     "HALF_WIDTH",
     "N_NODES",
     "LowRankScan",
-    "Nodes",
+    "Box",
     "Rotated",
+    "box_products",
     "chebyshev_nodes",
     "exact_fit",
     "exact_parts",
     "interpolated_fits",
-    "interval",
-    "node_products",
-    "prepare_nodes",
+    "prepare_box",
     "rotate_components",
 ]

@@ -302,7 +302,12 @@ def _surrogate_chunk(
         est = surrogate_loglik(res.value, s_mat, coef, form_exps, exp_, ld_exps, fam, n, method)
         psi = exp_.psi0 + res.value / exp_.lam
         fit = _estimates_to_fit(est, _sigma2(psi, est.s2, inverse_ratio), res)
-        inside = jnp.sum(jnp.abs(res.value)) < r_max
+        # inside the series' radius, and psi inside the ratio bounds of the exact fits (near a
+        # zero component the offsets can carry psi below 1e-8, where the series is not the model)
+        log_psi = jnp.log(jnp.maximum(psi, 1e-300))
+        inside = (jnp.sum(jnp.abs(res.value)) < r_max) & jnp.all(
+            (log_psi >= PSI_BOUNDS[0] - 1e-9) & (log_psi <= PSI_BOUNDS[1] + 1e-9)
+        )
         return fit, fit.converged & inside
 
     return jax.vmap(one)(coef_gs, coef_gg, s_gs, s_gg)
